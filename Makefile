@@ -1,0 +1,61 @@
+# Every target that needs Python depends on the virtualenv, which is (re)built from pyproject.toml.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+# sam build checks for `python3.13` on PATH, which the venv provides once it is first on PATH.
+export PATH := $(BIN):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+PYTHON313 := $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13)
+
+.PHONY: venv run test lint format typecheck sam-validate sam-build pytest unit integration e2e bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found (pyenv 3.13.0 or python3.13 on PATH)"; exit 1; }
+	@test -x $(VENV)/bin/python3.13 || $(PYTHON313) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+run: venv
+	$(BIN)/onecopy-local
+
+test: venv lint typecheck sam-validate sam-build pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: venv
+	$(BIN)/mypy
+
+sam-validate: venv
+	$(BIN)/sam validate --lint
+
+sam-build: venv
+	$(BIN)/sam build
+
+pytest: venv
+	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: venv
+	$(BIN)/pytest tests/integration
+
+e2e: venv
+	$(BIN)/pytest tests/e2e
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Adapters: the only code that knows boto3. One module per AWS service."""

@@ -1,0 +1,276 @@
+"""The three tables: uploads (one item per upload), contents (one per SHA-256) and sharded stats.
+
+Every transition out of PENDING is one TransactWriteItems that changes the upload, the content
+and one stats shard together, guarded by ``status = PENDING``. That single guarded write is what
+makes redelivery, reordering and racing workers harmless: only one of them can ever apply it, and
+counters move only with it. A failed guard is a meaningful answer, translated here into an
+``Applied`` result; anything else propagates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from domain.model import (
+    Content,
+    RejectReason,
+    StatsDelta,
+    Upload,
+    UploadStatus,
+    stats_delta,
+    stats_shard,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+OWNER_CONTENT_INDEX = "owner-content"
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+class Applied(StrEnum):
+    APPLIED = "applied"
+    ALREADY_COMPLETE = "already_complete"  # the upload had left PENDING before this write
+    CONTENT_EXISTS = "content_exists"  # another upload recorded this content first
+
+
+def _item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in values.items() if v is not None}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def upload_to_item(upload: Upload) -> dict[str, Any]:
+    held = upload.status in (UploadStatus.STORED, UploadStatus.DUPLICATE)
+    return _item(
+        {
+            "upload_id": upload.upload_id,
+            "owner": upload.owner,
+            "filename": upload.filename,
+            "size": upload.size,
+            "content_type": upload.content_type,
+            "created_at": upload.created_at.isoformat(),
+            "declared_sha256": upload.declared_sha256,
+            "status": upload.status.value,
+            "sha256": upload.sha256,
+            "completed_at": upload.completed_at.isoformat() if upload.completed_at else None,
+            "reason": upload.reason.value if upload.reason else None,
+            # Sparse index key: only uploads whose content is held appear in the owner index.
+            "owner_sha256": f"{upload.owner}#{upload.sha256}" if held else None,
+        }
+    )
+
+
+def upload_from_item(item: dict[str, Any]) -> Upload:
+    v = _plain(item)
+    return Upload(
+        upload_id=v["upload_id"],
+        owner=v["owner"],
+        filename=v["filename"],
+        size=int(v["size"]),
+        content_type=v["content_type"],
+        created_at=datetime.fromisoformat(v["created_at"]),
+        declared_sha256=v.get("declared_sha256"),
+        status=UploadStatus(v["status"]),
+        sha256=v.get("sha256"),
+        completed_at=_dt(v.get("completed_at")),
+        reason=RejectReason(v["reason"]) if v.get("reason") else None,
+    )
+
+
+def content_to_item(content: Content) -> dict[str, Any]:
+    return _item(
+        {
+            "sha256": content.sha256,
+            "size": content.size,
+            "content_type": content.content_type,
+            "created_at": content.created_at.isoformat(),
+            "last_uploaded_at": content.last_uploaded_at.isoformat(),
+            "upload_count": content.upload_count,
+            "first_upload_id": content.first_upload_id,
+        }
+    )
+
+
+def content_from_item(item: dict[str, Any]) -> Content:
+    v = _plain(item)
+    return Content(
+        sha256=v["sha256"],
+        size=int(v["size"]),
+        content_type=v["content_type"],
+        created_at=datetime.fromisoformat(v["created_at"]),
+        last_uploaded_at=datetime.fromisoformat(v["last_uploaded_at"]),
+        upload_count=int(v["upload_count"]),
+        first_upload_id=v["first_upload_id"],
+    )
+
+
+_STATS_FIELDS = ("files", "uploads", "duplicates", "bytes_saved", "bytes_stored")
+
+
+class Ledger:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        *,
+        uploads_table: str,
+        contents_table: str,
+        stats_table: str,
+        stats_shards: int,
+    ) -> None:
+        self._ddb = client
+        self.uploads_table = uploads_table
+        self.contents_table = contents_table
+        self.stats_table = stats_table
+        self.stats_shards = stats_shards
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def get_upload(self, upload_id: str) -> Upload | None:
+        resp = self._ddb.get_item(
+            TableName=self.uploads_table, Key=_item({"upload_id": upload_id}), ConsistentRead=True
+        )
+        return upload_from_item(resp["Item"]) if "Item" in resp else None
+
+    def get_content(self, sha256: str) -> Content | None:
+        resp = self._ddb.get_item(
+            TableName=self.contents_table, Key=_item({"sha256": sha256}), ConsistentRead=True
+        )
+        return content_from_item(resp["Item"]) if "Item" in resp else None
+
+    def find_held(self, owner: str, sha256: str) -> Upload | None:
+        """An upload through which this owner holds this content, if any."""
+        resp = self._ddb.query(
+            TableName=self.uploads_table,
+            IndexName=OWNER_CONTENT_INDEX,
+            KeyConditionExpression="owner_sha256 = :k",
+            ExpressionAttributeValues=_item({":k": f"{owner}#{sha256}"}),
+            Limit=1,
+        )
+        items = resp.get("Items", [])
+        return upload_from_item(items[0]) if items else None
+
+    def read_stats(self) -> StatsDelta:
+        """Sum of all shards: one BatchGetItem, however many uploads there were."""
+        keys = [_item({"shard": n}) for n in range(self.stats_shards)]
+        totals = dict.fromkeys(_STATS_FIELDS, 0)
+        request: dict[str, Any] = {self.stats_table: {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            resp = self._ddb.batch_get_item(RequestItems=request)  # type: ignore[arg-type]
+            for item in resp["Responses"].get(self.stats_table, []):
+                values = _plain(item)
+                for field in _STATS_FIELDS:
+                    totals[field] += int(values.get(field, 0))
+            request = dict(resp.get("UnprocessedKeys") or {})
+        return StatsDelta(**totals)
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def create_upload(self, upload: Upload) -> None:
+        self._ddb.put_item(
+            TableName=self.uploads_table,
+            Item=upload_to_item(upload),
+            ConditionExpression="attribute_not_exists(upload_id)",
+        )
+
+    def record_stored(self, upload: Upload, content: Content) -> Applied:
+        """First copy of a content: the content record, the upload's STORED state, the counters."""
+        return self._transact(
+            [
+                self._complete_upload(upload),
+                {
+                    "Put": {
+                        "TableName": self.contents_table,
+                        "Item": content_to_item(content),
+                        "ConditionExpression": "attribute_not_exists(sha256)",
+                    }
+                },
+                self._bump_stats(upload),
+            ]
+        )
+
+    def record_duplicate(self, upload: Upload) -> Applied:
+        """A further copy of a known content, found by the worker."""
+        return self._transact([self._complete_upload(upload), *self._count_duplicate(upload)])
+
+    def record_held_duplicate(self, upload: Upload) -> Applied:
+        """The 409 pre-check: a new upload item, born DUPLICATE, and the savings it stands for."""
+        put = {
+            "Put": {
+                "TableName": self.uploads_table,
+                "Item": upload_to_item(upload),
+                "ConditionExpression": "attribute_not_exists(upload_id)",
+            }
+        }
+        return self._transact([put, *self._count_duplicate(upload)])
+
+    def _count_duplicate(self, upload: Upload) -> list[dict[str, Any]]:
+        assert upload.sha256 is not None and upload.completed_at is not None
+        count = {
+            "Update": {
+                "TableName": self.contents_table,
+                "Key": _item({"sha256": upload.sha256}),
+                "UpdateExpression": "ADD upload_count :one SET last_uploaded_at = :at",
+                "ConditionExpression": "attribute_exists(sha256)",
+                "ExpressionAttributeValues": _item(
+                    {":one": 1, ":at": upload.completed_at.isoformat()}
+                ),
+            }
+        }
+        return [count, self._bump_stats(upload)]
+
+    def record_rejected(self, upload: Upload) -> Applied:
+        return self._transact([self._complete_upload(upload)])
+
+    def _complete_upload(self, upload: Upload) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.uploads_table,
+                "Item": upload_to_item(upload),
+                "ConditionExpression": "#s = :pending",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": _item({":pending": UploadStatus.PENDING.value}),
+            }
+        }
+
+    def _bump_stats(self, upload: Upload) -> dict[str, Any]:
+        delta = stats_delta(upload.status, upload.size)
+        values = {f":{f}": getattr(delta, f) for f in _STATS_FIELDS}
+        return {
+            "Update": {
+                "TableName": self.stats_table,
+                "Key": _item({"shard": stats_shard(upload.upload_id, self.stats_shards)}),
+                "UpdateExpression": "ADD " + ", ".join(f"{f} :{f}" for f in _STATS_FIELDS),
+                "ExpressionAttributeValues": _item(values),
+            }
+        }
+
+    def _transact(self, actions: list[dict[str, Any]]) -> Applied:
+        try:
+            self._ddb.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons", [])  # type: ignore[typeddict-item]
+            failed = [i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"]
+            # Action 0 is always the upload's guarded write; action 1, when it is a content
+            # record's creation, fails only when another upload recorded the content first.
+            if failed and failed[0] == 0:
+                return Applied.ALREADY_COMPLETE
+            if failed == [1] and "Put" in actions[1]:
+                return Applied.CONTENT_EXISTS
+            raise
+        return Applied.APPLIED

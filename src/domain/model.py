@@ -1,0 +1,256 @@
+"""Uploads, contents and the decisions the worker makes about them.
+
+Invariants the rest of the system relies on (and the tests check):
+
+1. A content is stored under a key derived only from its SHA-256, so two copies of the same
+   bytes can only ever land on the same key.
+2. An upload leaves PENDING exactly once, for exactly one terminal state; every counter change
+   is tied to that one transition and happens in the same atomic write.
+3. A content record is only written after its object exists under the content key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import unicodedata
+import uuid
+import zlib
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from domain.errors import InvalidInput
+
+STAGING_PREFIX = "staging/"
+CONTENT_PREFIX = "cas/sha256/"
+ANONYMOUS_OWNER = "anonymous"
+
+# A single PUT (and a single CopyObject) stops at 5 GiB in S3.
+MAX_SINGLE_PUT_SIZE = 5 * 1024**3
+MAX_FILENAME_LENGTH = 255
+MAX_CONTENT_TYPE_LENGTH = 255
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+UPLOAD_ID_PATTERN = r"^[0-9a-f]{32}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+_UPLOAD_ID_RE = re.compile(UPLOAD_ID_PATTERN)
+_SHA256_RE = re.compile(SHA256_PATTERN)
+# type "/" subtype, then optional parameters; RFC 6838 token characters only.
+_CONTENT_TYPE_RE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+    r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(\"[^\"\\]*\"|[A-Za-z0-9!#$&^_.+-]+))*$"
+)
+
+
+class UploadStatus(StrEnum):
+    PENDING = "PENDING"
+    STORED = "STORED"
+    DUPLICATE = "DUPLICATE"
+    REJECTED = "REJECTED"
+
+    @property
+    def terminal(self) -> bool:
+        return self is not UploadStatus.PENDING
+
+
+class RejectReason(StrEnum):
+    SIZE_MISMATCH = "size_mismatch"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+
+
+# --- identifiers and keys ----------------------------------------------------------------------
+
+
+def new_upload_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_upload_id(value: str) -> bool:
+    return bool(_UPLOAD_ID_RE.fullmatch(value))
+
+
+def is_sha256(value: str) -> bool:
+    return bool(_SHA256_RE.fullmatch(value))
+
+
+def staging_key(upload_id: str) -> str:
+    return f"{STAGING_PREFIX}{upload_id}"
+
+
+def upload_id_from_staging_key(key: str) -> str | None:
+    """The upload a staging key belongs to, or None for any key the API never hands out."""
+    if not key.startswith(STAGING_PREFIX):
+        return None
+    upload_id = key[len(STAGING_PREFIX) :]
+    return upload_id if is_upload_id(upload_id) else None
+
+
+def content_key(sha256: str) -> str:
+    if not is_sha256(sha256):
+        raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
+    return f"{CONTENT_PREFIX}{sha256}"
+
+
+def stats_shard(upload_id: str, shards: int) -> int:
+    """A stable shard per upload, so a retried transition always targets the same counter item."""
+    return zlib.crc32(upload_id.encode()) % shards
+
+
+def sha256_hex_to_b64(sha256: str) -> str:
+    return base64.b64encode(bytes.fromhex(sha256)).decode()
+
+
+def sha256_b64_to_hex(value: str) -> str | None:
+    """Decode an S3 ChecksumSHA256 value; None when it is not a plain 32-byte digest."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
+# --- input rules -------------------------------------------------------------------------------
+
+
+def validate_filename(filename: str) -> str:
+    if not filename or not filename.strip():
+        raise InvalidInput("filename must not be empty")
+    if len(filename) > MAX_FILENAME_LENGTH:
+        raise InvalidInput(f"filename must be at most {MAX_FILENAME_LENGTH} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in filename):
+        raise InvalidInput("filename must not contain control characters")
+    return filename
+
+
+def validate_content_type(content_type: str | None) -> str:
+    if content_type is None:
+        return DEFAULT_CONTENT_TYPE
+    if len(content_type) > MAX_CONTENT_TYPE_LENGTH or not _CONTENT_TYPE_RE.fullmatch(content_type):
+        raise InvalidInput("content_type must be a MIME type such as application/pdf")
+    return content_type
+
+
+def validate_size(size: int, limit: int = MAX_SINGLE_PUT_SIZE) -> int:
+    if size < 0:
+        raise InvalidInput("size must not be negative")
+    if size > limit:
+        raise InvalidInput(f"size exceeds the single-upload limit of {limit} bytes (5 GiB)")
+    return size
+
+
+# --- entities ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    upload_id: str
+    owner: str
+    filename: str
+    size: int
+    content_type: str
+    created_at: datetime
+    declared_sha256: str | None = None
+    status: UploadStatus = UploadStatus.PENDING
+    sha256: str | None = None
+    completed_at: datetime | None = None
+    reason: RejectReason | None = None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.status is UploadStatus.DUPLICATE
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    sha256: str
+    size: int
+    content_type: str
+    created_at: datetime
+    last_uploaded_at: datetime
+    upload_count: int
+    first_upload_id: str
+
+    @property
+    def key(self) -> str:
+        return content_key(self.sha256)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectFacts:
+    """What the worker learned about the bytes in staging."""
+
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatsDelta:
+    """How one terminal transition moves the dedup counters."""
+
+    files: int = 0
+    uploads: int = 0
+    duplicates: int = 0
+    bytes_saved: int = 0
+    bytes_stored: int = 0
+
+    def __add__(self, other: StatsDelta) -> StatsDelta:
+        return StatsDelta(
+            self.files + other.files,
+            self.uploads + other.uploads,
+            self.duplicates + other.duplicates,
+            self.bytes_saved + other.bytes_saved,
+            self.bytes_stored + other.bytes_stored,
+        )
+
+
+# --- decisions ---------------------------------------------------------------------------------
+
+
+def check_bytes(upload: Upload, facts: ObjectFacts) -> RejectReason | None:
+    """Do the bytes that arrived match what the client declared? None when they do."""
+    if facts.size != upload.size:
+        return RejectReason.SIZE_MISMATCH
+    if upload.declared_sha256 is not None and facts.sha256 != upload.declared_sha256:
+        return RejectReason.CHECKSUM_MISMATCH
+    return None
+
+
+def complete(
+    upload: Upload,
+    status: UploadStatus,
+    at: datetime,
+    *,
+    sha256: str | None = None,
+    reason: RejectReason | None = None,
+) -> Upload:
+    """The upload's one transition out of PENDING."""
+    if upload.status.terminal:
+        raise ValueError(f"upload {upload.upload_id} is already {upload.status}")
+    if not status.terminal:
+        raise ValueError("an upload can only complete into a terminal state")
+    if (status is UploadStatus.REJECTED) != (reason is not None):
+        raise ValueError("a reason is given exactly when the upload is rejected")
+    return replace(upload, status=status, sha256=sha256, completed_at=at, reason=reason)
+
+
+def stats_delta(status: UploadStatus, size: int) -> StatsDelta:
+    """Counters move only on STORED and DUPLICATE; a rejection changes none."""
+    if status is UploadStatus.STORED:
+        return StatsDelta(files=1, uploads=1, bytes_stored=size)
+    if status is UploadStatus.DUPLICATE:
+        return StatsDelta(uploads=1, duplicates=1, bytes_saved=size)
+    return StatsDelta()
+
+
+def new_content(upload: Upload, sha256: str, at: datetime) -> Content:
+    return Content(
+        sha256=sha256,
+        size=upload.size,
+        content_type=upload.content_type,
+        created_at=at,
+        last_uploaded_at=at,
+        upload_count=1,
+        first_upload_id=upload.upload_id,
+    )

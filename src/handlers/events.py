@@ -1,0 +1,55 @@
+"""The S3 notification inside each SQS message, parsed strictly for what the worker uses.
+
+Powertools' S3SqsEventNotificationModel demands fields some emulators omit (sequencer,
+userIdentity, ...); the worker only needs the event name, bucket, key, size and time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import unquote_plus
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Bucket(BaseModel):
+    name: str
+
+
+class _Object(BaseModel):
+    key: str
+    size: int = 0
+    e_tag: str | None = Field(default=None, alias="eTag")
+
+
+class _S3(BaseModel):
+    bucket: _Bucket
+    object: _Object
+
+
+class S3Record(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    event_name: str = Field(alias="eventName")
+    event_time: datetime = Field(alias="eventTime")
+    s3: _S3
+
+    @property
+    def bucket(self) -> str:
+        return self.s3.bucket.name
+
+    @property
+    def key(self) -> str:
+        # Keys arrive URL-encoded with '+' for spaces.
+        return unquote_plus(self.s3.object.key)
+
+
+class S3Notification(BaseModel):
+    """Either real records, or S3's s3:TestEvent (sent once when a notification is configured)."""
+
+    records: list[S3Record] = Field(default_factory=list, alias="Records")
+    event: str | None = Field(default=None, alias="Event")
+
+    @property
+    def is_test_event(self) -> bool:
+        return self.event == "s3:TestEvent" and not self.records

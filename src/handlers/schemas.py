@@ -1,0 +1,113 @@
+"""The HTTP contract: request and response bodies, validated by pydantic at the edge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+from domain.errors import InvalidInput
+from domain.model import (
+    MAX_FILENAME_LENGTH,
+    MAX_SINGLE_PUT_SIZE,
+    SHA256_PATTERN,
+    Upload,
+    UploadStatus,
+    validate_content_type,
+    validate_filename,
+)
+
+Sha256 = Annotated[
+    str, Field(pattern=SHA256_PATTERN, description="SHA-256 as 64 lowercase hex characters")
+]
+
+
+class CreateUploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=MAX_FILENAME_LENGTH)
+    size: StrictInt = Field(
+        ge=0,
+        le=MAX_SINGLE_PUT_SIZE,
+        description=f"Bytes; at most {MAX_SINGLE_PUT_SIZE} (5 GiB, S3's single-PUT limit)",
+    )
+    content_type: str | None = Field(default=None, max_length=255)
+    sha256: Sha256 | None = None
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, value: str) -> str:
+        try:
+            return validate_filename(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return validate_content_type(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+
+
+class PutInstructions(BaseModel):
+    method: Literal["PUT"] = "PUT"
+    url: str
+    headers: dict[str, str] = Field(description="Send exactly these headers with the PUT")
+
+
+class CreateUploadResponse(BaseModel):
+    upload_id: str
+    status: UploadStatus
+    upload: PutInstructions
+    expires_at: datetime
+
+
+class UploadView(BaseModel):
+    upload_id: str
+    status: UploadStatus
+    filename: str
+    size: int
+    content_type: str
+    created_at: datetime
+    sha256: str | None = None
+    completed_at: datetime | None = None
+    reason: str | None = Field(default=None, description="Why a REJECTED upload was rejected")
+
+    @classmethod
+    def of(cls, upload: Upload) -> UploadView:
+        return cls(
+            upload_id=upload.upload_id,
+            status=upload.status,
+            filename=upload.filename,
+            size=upload.size,
+            content_type=upload.content_type,
+            created_at=upload.created_at,
+            sha256=upload.sha256,
+            completed_at=upload.completed_at,
+            reason=upload.reason.value if upload.reason else None,
+        )
+
+
+class HeldFile(BaseModel):
+    upload_id: str
+    filename: str
+    size: int
+    content_type: str
+    sha256: str
+    created_at: datetime
+
+
+class AlreadyHeldResponse(BaseModel):
+    message: str
+    upload_id: str = Field(description="The DUPLICATE upload recorded for this request")
+    status: Literal[UploadStatus.DUPLICATE] = UploadStatus.DUPLICATE
+    held: HeldFile
+
+
+class ErrorResponse(BaseModel):
+    message: str

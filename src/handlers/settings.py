@@ -1,0 +1,46 @@
+"""Configuration, validated once when a function starts. A missing setting fails the cold start."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class TableSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    bucket_name: str = Field(alias="BUCKET_NAME", min_length=3, max_length=63)
+    uploads_table: str = Field(alias="UPLOADS_TABLE", min_length=3)
+    contents_table: str = Field(alias="CONTENTS_TABLE", min_length=3)
+    stats_table: str = Field(alias="STATS_TABLE", min_length=3)
+    # Each shard takes up to ~1,000 writes/s; reads sum them in one BatchGetItem (max 100 keys).
+    stats_shards: int = Field(alias="STATS_SHARDS", ge=1, le=100)
+
+
+class ApiSettings(TableSettings):
+    # S3 presigned URLs can live 7 days; the contract caps them at 15 minutes.
+    upload_url_ttl_seconds: int = Field(default=900, alias="UPLOAD_URL_TTL_SECONDS", ge=1, le=900)
+    allowed_origins: tuple[str, ...] = Field(alias="ALLOWED_ORIGINS", min_length=1)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(o.strip() for o in value.split(",") if o.strip())
+        return value
+
+
+class WorkerSettings(TableSettings):
+    pass
+
+
+@cache
+def api_settings() -> ApiSettings:
+    return ApiSettings.model_validate(dict(os.environ))
+
+
+@cache
+def worker_settings() -> WorkerSettings:
+    return WorkerSettings.model_validate(dict(os.environ))

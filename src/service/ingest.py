@@ -1,0 +1,121 @@
+"""What the worker does with one object that arrived in staging.
+
+Every step is safe to repeat, and any worker may stop between two steps:
+
+1. read the upload; a terminal one only needs its staging object removed;
+2. learn the object's size and SHA-256 (HeadObject when S3 verified a checksum, else a stream);
+3. bytes that differ from the declaration: REJECTED, no counter moves;
+4. unknown content: copy it to its content key (idempotent: same bytes, same key), then one
+   guarded transaction records content + STORED + counters; if another upload recorded the
+   content first, fall through to 5;
+5. known content: one guarded transaction records DUPLICATE + upload_count + counters;
+6. delete the staging object, only ever after the upload is terminal.
+
+A crash before 4's copy or between copy and transaction leaves the upload PENDING and the message
+to be redelivered; a crash after a transaction leaves only a staging object, removed on the next
+delivery or by the bucket's lifecycle rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from adapters.dynamodb import Applied, Ledger
+from adapters.s3 import ObjectStore
+from domain.model import (
+    Upload,
+    UploadStatus,
+    check_bytes,
+    complete,
+    content_key,
+    new_content,
+    upload_id_from_staging_key,
+)
+from service.clock import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    ALREADY_COMPLETE = "already_complete"  # redelivery, or another worker got there first
+    NOT_AN_UPLOAD = "not_an_upload"  # a key the API never handed out
+    UNKNOWN_UPLOAD = "unknown_upload"  # a well-formed key with no upload behind it
+    OBJECT_GONE = "object_gone"  # deleted before it could be read; nothing left to decide
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    upload: Upload | None = None
+    downloaded: bool = False
+
+    @property
+    def upload_id(self) -> str | None:
+        return self.upload.upload_id if self.upload else None
+
+
+def ingest_object(key: str, *, ledger: Ledger, store: ObjectStore) -> Result:
+    upload_id = upload_id_from_staging_key(key)
+    if upload_id is None:
+        return Result(Outcome.NOT_AN_UPLOAD)
+    upload = ledger.get_upload(upload_id)
+    if upload is None:
+        # Left for the lifecycle rule: deleting bytes nobody can account for is not ours to do.
+        return Result(Outcome.UNKNOWN_UPLOAD)
+    if upload.status.terminal:
+        store.delete(key)
+        return Result(Outcome.ALREADY_COMPLETE, upload)
+
+    staged = store.inspect(key)
+    if staged is None:
+        return _after_vanished(upload, ledger)
+    facts = staged.facts
+    now = utcnow()
+
+    reason = check_bytes(upload, facts)
+    if reason is not None:
+        rejected = complete(upload, UploadStatus.REJECTED, now, sha256=facts.sha256, reason=reason)
+        return _finish(
+            ledger.record_rejected(rejected), rejected, key, store, ledger, staged.downloaded
+        )
+
+    if ledger.get_content(facts.sha256) is None:
+        if not store.copy(key, content_key(facts.sha256), etag=staged.etag):
+            return _after_vanished(upload, ledger)
+        stored = complete(upload, UploadStatus.STORED, now, sha256=facts.sha256)
+        applied = ledger.record_stored(stored, new_content(upload, facts.sha256, now))
+        if applied is not Applied.CONTENT_EXISTS:
+            return _finish(applied, stored, key, store, ledger, staged.downloaded)
+
+    duplicate = complete(upload, UploadStatus.DUPLICATE, now, sha256=facts.sha256)
+    return _finish(
+        ledger.record_duplicate(duplicate), duplicate, key, store, ledger, staged.downloaded
+    )
+
+
+def _finish(
+    applied: Applied,
+    upload: Upload,
+    key: str,
+    store: ObjectStore,
+    ledger: Ledger,
+    downloaded: bool,
+) -> Result:
+    store.delete(key)
+    if applied is Applied.APPLIED:
+        return Result(Outcome(upload.status.value.lower()), upload, downloaded)
+    return Result(Outcome.ALREADY_COMPLETE, ledger.get_upload(upload.upload_id), downloaded)
+
+
+def _after_vanished(upload: Upload, ledger: Ledger) -> Result:
+    """The staging object disappeared under us: normally another worker finished this upload."""
+    current = ledger.get_upload(upload.upload_id)
+    if current is not None and current.status.terminal:
+        return Result(Outcome.ALREADY_COMPLETE, current)
+    log.warning("staging object of pending upload %s is gone", upload.upload_id)
+    return Result(Outcome.OBJECT_GONE, current)
