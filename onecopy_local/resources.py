@@ -30,7 +30,7 @@ def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        value = loader.construct_mapping(node, deep=True)
     name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
     return {name: value}
 
@@ -108,9 +108,9 @@ def create_resources(
         tables[logical_id] = name
 
     dlq_url = sqs.create_queue(QueueName=f"{prefix}-ingest-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     queue_props = resource("IngestQueue")
     redrive = {
         "deadLetterTargetArn": dlq_arn,
@@ -152,9 +152,10 @@ def create_resources(
                 "MaxAgeSeconds": rule["MaxAge"],
             }
         )
-    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": cors_rules})
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": cors_rules})  # type: ignore[typeddict-item]
     s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket, LifecycleConfiguration={"Rules": lifecycle_rules()}
+        Bucket=bucket,
+        LifecycleConfiguration={"Rules": lifecycle_rules()},  # type: ignore[typeddict-item]
     )
     notification = bucket_props["NotificationConfiguration"]["QueueConfigurations"][0]
     s3.put_bucket_notification_configuration(

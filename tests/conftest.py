@@ -1,4 +1,4 @@
-"""Shared fixtures: an in-process moto account with onecopy's resources, created from template.yaml."""
+"""Shared fixtures: an in-process moto account with the resources template.yaml defines."""
 
 from __future__ import annotations
 

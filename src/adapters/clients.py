@@ -1,7 +1,7 @@
 """boto3 clients, created once per process and reused by warm invocations.
 
-Tests swap them by calling ``cache_clear()`` after pointing the environment at moto. The endpoint
-comes from boto3's own ``AWS_ENDPOINT_URL`` setting, so the local stack needs no code path of its own.
+Tests swap them with ``reset()`` after pointing the environment at moto. The endpoint comes from
+boto3's own ``AWS_ENDPOINT_URL`` setting, so the local stack needs no code path of its own.
 """
 
 from functools import cache
@@ -24,8 +24,8 @@ def s3() -> "S3Client":
 
 @cache
 def s3_presigner() -> "S3Client":
-    # SigV4 is what makes Content-Length, If-None-Match and x-amz-checksum-sha256 signed headers;
-    # boto3's default presigning leaves the checksum unsigned in the query string, where S3 ignores it.
+    # SigV4 makes Content-Length, If-None-Match and x-amz-checksum-sha256 signed headers; boto3's
+    # default presigning leaves the checksum unsigned in the query string, where S3 ignores it.
     return boto3.client("s3", config=_RETRIES.merge(Config(signature_version="s3v4")))
 
 

@@ -169,7 +169,7 @@ class Ledger:
         totals = dict.fromkeys(_STATS_FIELDS, 0)
         request: dict[str, Any] = {self.stats_table: {"Keys": keys, "ConsistentRead": True}}
         while request:
-            resp = self._ddb.batch_get_item(RequestItems=request)  # type: ignore[arg-type]
+            resp = self._ddb.batch_get_item(RequestItems=request)
             for item in resp["Responses"].get(self.stats_table, []):
                 values = _plain(item)
                 for field in _STATS_FIELDS:
@@ -264,7 +264,7 @@ class Ledger:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
-            reasons = exc.response.get("CancellationReasons", [])  # type: ignore[typeddict-item]
+            reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
             failed = [i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"]
             # Action 0 is always the upload's guarded write; action 1, when it is a content
             # record's creation, fails only when another upload recorded the content first.

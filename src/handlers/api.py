@@ -1,4 +1,4 @@
-"""The HTTP API: one Lambda behind API Gateway v2. Routes parse, call one service, map the result."""
+"""The HTTP API: one Lambda behind API Gateway v2. Routes parse, call one service, map results."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
 
 from adapters import clients
 from adapters.dynamodb import Ledger
@@ -27,6 +29,7 @@ from handlers.schemas import (
     HeldFile,
     PutInstructions,
     UploadView,
+    ValidationErrorResponse,
 )
 from handlers.settings import api_settings
 from service import uploads
@@ -45,19 +48,15 @@ app = APIGatewayHttpResolver(
     ),
 )
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {
-        "description": "Invalid input",
-        "content": {"application/json": {"schema": ErrorResponse.model_json_schema()}},
-    },
-    404: {
-        "description": "Not found",
-        "content": {"application/json": {"schema": ErrorResponse.model_json_schema()}},
-    },
-    422: {
-        "description": "Validation failed",
-        "content": {"application/json": {"schema": ErrorResponse.model_json_schema()}},
-    },
+
+def _reply(description: str, model: type[BaseModel]) -> OpenAPIResponse:
+    return {"description": description, "content": {"application/json": {"model": model}}}
+
+
+_ERRORS: dict[int, OpenAPIResponse] = {
+    400: _reply("Invalid input", ErrorResponse),
+    404: _reply("Not found", ErrorResponse),
+    422: _reply("The request does not match the schema", ValidationErrorResponse),
 }
 
 
@@ -186,9 +185,12 @@ def _validation(exc: RequestValidationError) -> Response[Any]:
         }
         for e in errors
     ]
-    first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
-    where = ".".join(str(p) for p in first["loc"])
-    message = f"{where}: {first['msg']}" if where else str(first["msg"])
+    first = detail[0] if detail else {"loc": [], "msg": "invalid request", "type": ""}
+    if first["type"] == "json_invalid":
+        message = "request body is not valid JSON"
+    else:
+        where = ".".join(str(p) for p in first["loc"])
+        message = f"{where}: {first['msg']}" if where else str(first["msg"])
     return _json(HTTPStatus.UNPROCESSABLE_ENTITY, {"message": message, "detail": detail})
 
 

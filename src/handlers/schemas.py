@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    field_validator,
+    model_serializer,
+)
 
 from domain.errors import InvalidInput
 from domain.model import (
@@ -78,6 +86,11 @@ class UploadView(BaseModel):
     completed_at: datetime | None = None
     reason: str | None = Field(default=None, description="Why a REJECTED upload was rejected")
 
+    @model_serializer(mode="wrap")
+    def _omit_unknown(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Fields not known yet are left out rather than sent as null.
+        return {k: v for k, v in handler(self).items() if v is not None}
+
     @classmethod
     def of(cls, upload: Upload) -> UploadView:
         return cls(
@@ -111,3 +124,14 @@ class AlreadyHeldResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     message: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    message: str
+    detail: list[ValidationIssue]
