@@ -9,7 +9,7 @@ export SAM_CLI_TELEMETRY := 0
 
 PYTHON313 := $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13)
 
-.PHONY: venv run test lint format typecheck sam-validate sam-build pytest unit integration e2e bench clean
+.PHONY: venv run test lint format typecheck sam-validate sam-build pytest unit integration e2e bench openapi clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,9 @@ integration: venv
 
 e2e: venv
 	$(BIN)/pytest tests/e2e
+
+openapi: venv
+	$(BIN)/python scripts/export_openapi.py
 
 bench: venv
 	$(BIN)/python -m bench

@@ -163,6 +163,20 @@ class Ledger:
         items = resp.get("Items", [])
         return upload_from_item(items[0]) if items else None
 
+    def list_contents(self, limit: int, after: str | None) -> tuple[list[Content], str | None]:
+        """One page of the contents table, in DynamoDB's (stable) scan order.
+
+        A scan resumed from a key returns every item that existed throughout exactly once, however
+        many items are added meanwhile, which is the guarantee the hash list makes to clients.
+        """
+        kwargs: dict[str, Any] = {"TableName": self.contents_table, "Limit": limit}
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = _item({"sha256": after})
+        resp = self._ddb.scan(**kwargs)
+        last = resp.get("LastEvaluatedKey")
+        contents = [content_from_item(item) for item in resp.get("Items", [])]
+        return contents, (str(_plain(last)["sha256"]) if last else None)
+
     def read_stats(self) -> StatsDelta:
         """Sum of all shards: one BatchGetItem, however many uploads there were."""
         keys = [_item({"shard": n}) for n in range(self.stats_shards)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
@@ -32,6 +33,12 @@ class StagedObject:
     facts: ObjectFacts
     etag: str
     downloaded: bool
+
+
+def content_disposition(filename: str) -> str:
+    """RFC 6266: an ASCII fallback name plus the exact UTF-8 name for browsers that read it."""
+    fallback = "".join(ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\' else "_" for ch in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _code(exc: ClientError) -> str:
@@ -64,6 +71,19 @@ class ObjectStore:
             "put_object", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
         )
         return PresignedPut(url=url, headers=headers)
+
+    def presign_get(self, key: str, *, filename: str, content_type: str, expires_in: int) -> str:
+        """A GET of stored bytes that the browser saves under the upload's own name and type."""
+        return self._presigner.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentDisposition": content_disposition(filename),
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=expires_in,
+        )
 
     def inspect(self, key: str) -> StagedObject | None:
         """Size and SHA-256 of a staged object; None when it no longer exists.

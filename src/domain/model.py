@@ -35,6 +35,8 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 UPLOAD_ID_PATTERN = r"^[0-9a-f]{32}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# Where an id may name either an upload or a content.
+UPLOAD_OR_SHA256_PATTERN = r"^(?:[0-9a-f]{32}|[0-9a-f]{64})$"
 _UPLOAD_ID_RE = re.compile(UPLOAD_ID_PATTERN)
 _SHA256_RE = re.compile(SHA256_PATTERN)
 # type "/" subtype, then optional parameters; RFC 6838 token characters only.

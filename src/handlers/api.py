@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -20,19 +20,25 @@ from adapters import clients
 from adapters.dynamodb import Ledger
 from adapters.s3 import ObjectStore
 from domain.errors import AlreadyHeld, InvalidInput, NotFound
-from domain.model import ANONYMOUS_OWNER, UPLOAD_ID_PATTERN
+from domain.model import ANONYMOUS_OWNER, UPLOAD_ID_PATTERN, UPLOAD_OR_SHA256_PATTERN
 from handlers.schemas import (
     AlreadyHeldResponse,
+    ContentMetadata,
     CreateUploadRequest,
     CreateUploadResponse,
+    DownloadResponse,
     ErrorResponse,
+    HashItem,
+    HashPageResponse,
     HeldFile,
     PutInstructions,
+    StatsResponse,
+    UploadMetadata,
     UploadView,
     ValidationErrorResponse,
 )
 from handlers.settings import api_settings
-from service import uploads
+from service import catalog, uploads
 
 settings = api_settings()
 logger = Logger()
@@ -49,9 +55,19 @@ app = APIGatewayHttpResolver(
 )
 
 
-def _reply(description: str, model: type[BaseModel]) -> OpenAPIResponse:
+def _reply(description: str, model: Any) -> OpenAPIResponse:
     return {"description": description, "content": {"application/json": {"model": model}}}
 
+
+OPENAPI_INFO: dict[str, Any] = {
+    "title": "onecopy",
+    "version": "1.0.0",
+    "description": (
+        "Serverless file deduplication: every distinct content is stored once under its SHA-256. "
+        "Create an upload, PUT the bytes to the presigned URL, poll until STORED or DUPLICATE."
+    ),
+}
+app.enable_swagger(path="/docs", compress=True, **OPENAPI_INFO)
 
 _ERRORS: dict[int, OpenAPIResponse] = {
     400: _reply("Invalid input", ErrorResponse),
@@ -83,22 +99,20 @@ def _owner() -> str:
     return str(sub) if sub else ANONYMOUS_OWNER
 
 
-def _json(status: HTTPStatus, body: dict[str, Any]) -> Response[Any]:
-    return Response(status_code=status, content_type="application/json", body=body)
+def _json(
+    status: HTTPStatus, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(status_code=status, content_type="application/json", body=body, headers=headers)
 
 
 @app.post(
     "/uploads",
     summary="Create an upload and get a presigned PUT URL",
     responses={
-        201: {
-            "description": "Created",
-            "content": {"application/json": {"schema": CreateUploadResponse.model_json_schema()}},
-        },
-        409: {
-            "description": "This owner already holds the declared content; nothing to upload",
-            "content": {"application/json": {"schema": AlreadyHeldResponse.model_json_schema()}},
-        },
+        201: _reply(
+            "Created: PUT the bytes to upload.url with upload.headers", CreateUploadResponse
+        ),
+        409: _reply("You already hold this content; nothing to upload", AlreadyHeldResponse),
         **_ERRORS,
     },
 )
@@ -128,10 +142,7 @@ def create_upload(body: CreateUploadRequest) -> Response[CreateUploadResponse]:
     "/uploads/<upload_id>",
     summary="The state of an upload",
     responses={
-        200: {
-            "description": "The upload",
-            "content": {"application/json": {"schema": UploadView.model_json_schema()}},
-        },
+        200: _reply("The upload", UploadView),
         **_ERRORS,
     },
 )
@@ -140,6 +151,142 @@ def get_upload(
 ) -> Response[UploadView]:
     upload = uploads.get_upload(upload_id, ledger=_ledger())
     return _json(HTTPStatus.OK, UploadView.of(upload).model_dump(mode="json", exclude_none=True))
+
+
+IdParam = Annotated[
+    str,
+    Path(
+        pattern=UPLOAD_OR_SHA256_PATTERN,
+        description="An upload id (32 hex) or a content's SHA-256 (64 lowercase hex)",
+    ),
+]
+
+
+@app.get(
+    "/metadata/<id>",
+    summary="Metadata of an upload, or of a content you hold",
+    responses={
+        200: _reply("The upload or the content", UploadMetadata | ContentMetadata),
+        **_ERRORS,
+    },
+)
+def get_metadata(id: IdParam) -> Response[UploadMetadata | ContentMetadata]:
+    found = catalog.metadata(id, owner=_owner(), ledger=_ledger())
+    content, upload = found.content, found.upload
+    body: BaseModel
+    if upload is not None:
+        assert upload.completed_at is not None
+        body = UploadMetadata(
+            upload_id=upload.upload_id,
+            filename=upload.filename,
+            size=upload.size,
+            content_type=upload.content_type,
+            status=upload.status,
+            sha256=content.sha256,
+            duplicate=upload.duplicate,
+            created_at=upload.created_at,
+            completed_at=upload.completed_at,
+        )
+    else:
+        body = ContentMetadata(
+            sha256=content.sha256,
+            size=content.size,
+            content_type=content.content_type,
+            upload_count=content.upload_count,
+            created_at=content.created_at,
+            last_uploaded_at=content.last_uploaded_at,
+        )
+    return _json(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.get(
+    "/download/<id>",
+    summary="A presigned download of stored bytes, under the upload's own filename",
+    responses={
+        200: _reply("Where to GET the bytes", DownloadResponse),
+        302: {"description": "With redirect=true: Location is the presigned URL"},
+        **_ERRORS,
+    },
+)
+def get_download(
+    id: IdParam,
+    redirect: Annotated[bool, Query(description="Answer 302 to the URL instead of JSON")] = False,
+) -> Response[DownloadResponse]:
+    found = catalog.download(
+        id,
+        owner=_owner(),
+        ledger=_ledger(),
+        store=_store(),
+        ttl_seconds=settings.download_url_ttl_seconds,
+    )
+    body = DownloadResponse(url=found.url, expires_at=found.expires_at, filename=found.filename)
+    if redirect:
+        return _json(HTTPStatus.FOUND, body.model_dump(mode="json"), {"Location": found.url})
+    return _json(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.get(
+    "/admin/stats",
+    summary="Dedup statistics, summed over the counter shards",
+    responses={200: _reply("The counters", StatsResponse)},
+)
+def get_stats() -> Response[StatsResponse]:
+    totals = catalog.stats(ledger=_ledger())
+    body = StatsResponse(
+        total_files=totals.files,
+        total_uploads=totals.uploads,
+        duplicates_avoided=totals.duplicates,
+        total_s3_size_saved=totals.bytes_saved,
+        total_bytes_stored=totals.bytes_stored,
+    )
+    return _json(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.get(
+    "/admin/hashes",
+    summary="Every stored content, a page at a time",
+    responses={200: _reply("One page of hashes", HashPageResponse), **_ERRORS},
+)
+def list_hashes(
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 100,
+    last_evaluated_key: Annotated[
+        str | None, Query(max_length=512, description="Token from the previous page")
+    ] = None,
+) -> Response[HashPageResponse]:
+    page = catalog.list_hashes(
+        limit,
+        last_evaluated_key,
+        ledger=_ledger(),
+        secret=settings.page_token_secret.get_secret_value().encode(),
+    )
+    body = HashPageResponse(
+        items=[
+            HashItem(
+                sha256=c.sha256,
+                size=c.size,
+                content_type=c.content_type,
+                upload_count=c.upload_count,
+                created_at=c.created_at,
+            )
+            for c in page.contents
+        ],
+        last_evaluated_key=page.next_token,
+    )
+    return _json(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def get_openapi() -> Response[Any]:
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type="application/json",
+        body=openapi_json(),
+    )
+
+
+def openapi_json() -> str:
+    """The API's OpenAPI 3.1 document, generated from the routes and models above."""
+    return app.get_openapi_json_schema(**OPENAPI_INFO)
 
 
 # --- one place maps domain errors to HTTP --------------------------------------------------------

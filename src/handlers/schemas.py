@@ -135,3 +135,53 @@ class ValidationIssue(BaseModel):
 class ValidationErrorResponse(BaseModel):
     message: str
     detail: list[ValidationIssue]
+
+
+class UploadMetadata(BaseModel):
+    upload_id: str
+    filename: str
+    size: int
+    content_type: str
+    status: UploadStatus
+    sha256: str
+    duplicate: bool
+    created_at: datetime
+    completed_at: datetime
+
+
+class ContentMetadata(BaseModel):
+    sha256: str
+    size: int
+    content_type: str
+    upload_count: int = Field(description="Every upload of this content, by anyone")
+    created_at: datetime
+    last_uploaded_at: datetime
+
+
+class DownloadResponse(BaseModel):
+    url: str = Field(description="Presigned GET of the stored bytes, saved under `filename`")
+    expires_at: datetime
+    filename: str
+
+
+class StatsResponse(BaseModel):
+    total_files: int = Field(description="Distinct contents stored")
+    total_uploads: int = Field(description="Uploads that ended STORED or DUPLICATE")
+    duplicates_avoided: int = Field(description="DUPLICATE uploads, 409 pre-checks included")
+    total_s3_size_saved: int = Field(description="Bytes not stored thanks to dedup")
+    total_bytes_stored: int = Field(description="Bytes held under content keys")
+
+
+class HashItem(BaseModel):
+    sha256: str
+    size: int
+    content_type: str
+    upload_count: int
+    created_at: datetime
+
+
+class HashPageResponse(BaseModel):
+    items: list[HashItem]
+    last_evaluated_key: str | None = Field(
+        description="Opaque token for the next page; null on the last page"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 class TableSettings(BaseModel):
@@ -22,7 +22,12 @@ class TableSettings(BaseModel):
 class ApiSettings(TableSettings):
     # S3 presigned URLs can live 7 days; the contract caps them at 15 minutes.
     upload_url_ttl_seconds: int = Field(default=900, alias="UPLOAD_URL_TTL_SECONDS", ge=1, le=900)
+    download_url_ttl_seconds: int = Field(
+        default=900, alias="DOWNLOAD_URL_TTL_SECONDS", ge=1, le=900
+    )
     allowed_origins: tuple[str, ...] = Field(alias="ALLOWED_ORIGINS", min_length=1)
+    # Signs the hash list's page tokens; generated per stack (Secrets Manager) in template.yaml.
+    page_token_secret: SecretStr = Field(alias="PAGE_TOKEN_SECRET", min_length=16)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
