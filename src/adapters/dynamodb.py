@@ -9,6 +9,7 @@ counters move only with it. A failed guard is a meaningful answer, translated he
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -177,6 +178,17 @@ class Ledger:
         contents = [content_from_item(item) for item in resp.get("Items", [])]
         return contents, (str(_plain(last)["sha256"]) if last else None)
 
+    def scan_uploads(self) -> Iterator[Upload]:
+        yield from (upload_from_item(i) for i in self._scan(self.uploads_table))
+
+    def scan_contents(self) -> Iterator[Content]:
+        yield from (content_from_item(i) for i in self._scan(self.contents_table))
+
+    def _scan(self, table: str) -> Iterator[dict[str, Any]]:
+        paginator = self._ddb.get_paginator("scan")
+        for page in paginator.paginate(TableName=table, ConsistentRead=True):
+            yield from page.get("Items", [])
+
     def read_stats(self) -> StatsDelta:
         """Sum of all shards: one BatchGetItem, however many uploads there were."""
         keys = [_item({"shard": n}) for n in range(self.stats_shards)]
@@ -192,6 +204,19 @@ class Ledger:
         return StatsDelta(**totals)
 
     # --- writes --------------------------------------------------------------------------------
+
+    def add_to_stats(self, delta: StatsDelta, shard: int = 0) -> None:
+        """Apply a correction found by reconciliation (ADD keeps concurrent increments intact)."""
+        self._ddb.update_item(**self._stats_update(delta, shard)["Update"])
+
+    def set_upload_count(self, sha256: str, count: int) -> None:
+        self._ddb.update_item(
+            TableName=self.contents_table,
+            Key=_item({"sha256": sha256}),
+            UpdateExpression="SET upload_count = :n",
+            ConditionExpression="attribute_exists(sha256)",
+            ExpressionAttributeValues=_item({":n": count}),
+        )
 
     def create_upload(self, upload: Upload) -> None:
         self._ddb.put_item(
@@ -262,11 +287,14 @@ class Ledger:
 
     def _bump_stats(self, upload: Upload) -> dict[str, Any]:
         delta = stats_delta(upload.status, upload.size)
+        return self._stats_update(delta, stats_shard(upload.upload_id, self.stats_shards))
+
+    def _stats_update(self, delta: StatsDelta, shard: int) -> dict[str, Any]:
         values = {f":{f}": getattr(delta, f) for f in _STATS_FIELDS}
         return {
             "Update": {
                 "TableName": self.stats_table,
-                "Key": _item({"shard": stats_shard(upload.upload_id, self.stats_shards)}),
+                "Key": _item({"shard": shard}),
                 "UpdateExpression": "ADD " + ", ".join(f"{f} :{f}" for f in _STATS_FIELDS),
                 "ExpressionAttributeValues": _item(values),
             }

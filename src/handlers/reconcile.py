@@ -1,0 +1,63 @@
+"""Reconciliation: recount the counters from the tables. Runs daily (report only) or on demand.
+
+Invoke with {"repair": true} to correct drift (`onecopy admin reconcile --repair`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict
+
+from adapters import clients
+from adapters.dynamodb import Ledger
+from handlers.settings import worker_settings
+from service.reconcile import reconcile
+
+settings = worker_settings()
+logger = Logger()
+metrics = Metrics()
+
+
+class ReconcileRequest(BaseModel):
+    # A scheduled invocation delivers an EventBridge event: extra fields are ignored, repair off.
+    model_config = ConfigDict(extra="ignore")
+    repair: bool = False
+
+
+@cache
+def _ledger() -> Ledger:
+    return Ledger(
+        clients.dynamodb(),
+        uploads_table=settings.uploads_table,
+        contents_table=settings.contents_table,
+        stats_table=settings.stats_table,
+        stats_shards=settings.stats_shards,
+    )
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = ReconcileRequest.model_validate(event or {})
+    report = reconcile(_ledger(), repair=request.repair)
+    result = {
+        "clean": report.recount.clean,
+        "repaired": report.repaired,
+        "facts": asdict(report.recount.facts),
+        "counters": asdict(report.recount.counters),
+        "drift": asdict(report.recount.drift),
+        "upload_count_mismatches": {
+            sha: {"recorded": recorded, "found": found}
+            for sha, (recorded, found) in report.recount.upload_counts.items()
+        },
+    }
+    drifting = sum(abs(v) for v in result["drift"].values()) + len(report.recount.upload_counts)
+    metrics.add_metric(name="CounterDrift", unit=MetricUnit.Count, value=drifting)
+    (logger.info if report.recount.clean else logger.warning)("reconciled", extra=result)
+    return result
