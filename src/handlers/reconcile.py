@@ -46,18 +46,19 @@ def _ledger() -> Ledger:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = ReconcileRequest.model_validate(event or {})
     report = reconcile(_ledger(), repair=request.repair)
-    result = {
+    drift = asdict(report.recount.drift)
+    result: dict[str, Any] = {
         "clean": report.recount.clean,
         "repaired": report.repaired,
         "facts": asdict(report.recount.facts),
         "counters": asdict(report.recount.counters),
-        "drift": asdict(report.recount.drift),
+        "drift": drift,
         "upload_count_mismatches": {
             sha: {"recorded": recorded, "found": found}
             for sha, (recorded, found) in report.recount.upload_counts.items()
         },
     }
-    drifting = sum(abs(v) for v in result["drift"].values()) + len(report.recount.upload_counts)
+    drifting = sum(abs(v) for v in drift.values()) + len(report.recount.upload_counts)
     metrics.add_metric(name="CounterDrift", unit=MetricUnit.Count, value=drifting)
     (logger.info if report.recount.clean else logger.warning)("reconciled", extra=result)
     return result
