@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import queue
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError
@@ -15,7 +18,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
-_CHUNK = 1024 * 1024
+_CHUNK = 4 * 1024 * 1024
 
 
 class ObjectChanged(Exception):
@@ -33,6 +36,55 @@ class StagedObject:
     facts: ObjectFacts
     etag: str
     downloaded: bool
+
+
+class _Readable(Protocol):
+    def read(self, amt: int | None = ..., /) -> bytes: ...
+    def close(self) -> None: ...
+
+
+def hash_stream(
+    body: _Readable, *, chunk_size: int = _CHUNK, max_buffered: int = 8
+) -> tuple[int, str]:
+    """SHA-256 and length of a stream, reading and hashing at the same time in bounded memory.
+
+    A reader thread fills a queue of at most ``max_buffered`` chunks while this thread hashes;
+    hashlib releases the GIL on large buffers, so network reads hide behind hashing (or the
+    reverse). Memory stays near ``chunk_size * (max_buffered + 2)`` whatever the object size.
+    """
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=max_buffered)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            while not stop.is_set():
+                chunk = body.read(chunk_size)
+                if not chunk:
+                    break
+                chunks.put(chunk)
+        except BaseException as exc:  # handed to the hashing thread, which re-raises it
+            chunks.put(exc)
+            return
+        chunks.put(None)
+
+    reader = threading.Thread(target=pump, name="s3-read", daemon=True)
+    reader.start()
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        while (item := chunks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            digest.update(item)
+            size += len(item)
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                chunks.get_nowait()
+            reader.join(timeout=0.05)
+        body.close()
+    return size, digest.hexdigest()
 
 
 def content_disposition(filename: str) -> str:
@@ -117,16 +169,8 @@ class ObjectStore:
             if _code(exc) in {"PreconditionFailed", "412"}:
                 raise ObjectChanged(key) from exc
             raise
-        digest = hashlib.sha256()
-        size = 0
-        body = obj["Body"]
-        try:
-            for chunk in body.iter_chunks(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        finally:
-            body.close()
-        return StagedObject(ObjectFacts(size=size, sha256=digest.hexdigest()), etag, True)
+        size, digest = hash_stream(obj["Body"])
+        return StagedObject(ObjectFacts(size=size, sha256=digest), etag, True)
 
     def copy(self, source_key: str, target_key: str, *, etag: str) -> bool:
         """Server-side copy of the staged bytes to their content key. False if the source is gone.
