@@ -1,0 +1,73 @@
+"""Reconciliation recounts the counters from the tables, reports drift and repairs it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import load_event
+from tests.pipeline import FakeContext, Pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def _reconcile(event_name: str) -> dict[str, Any]:
+    from handlers import reconcile
+
+    reconcile._ledger.cache_clear()
+    result: dict[str, Any] = reconcile.lambda_handler(load_event(event_name), FakeContext())
+    return result
+
+
+@pytest.fixture
+def mixed_run(aws: Any) -> Pipeline:
+    pipe = Pipeline(aws)
+    pipe.upload(b"x" * 10)
+    pipe.upload(b"y" * 20)
+    pipe.upload(b"x" * 10, declare=False)
+    assert pipe.create(b"y" * 20).status == 409
+    return pipe
+
+
+def test_counters_kept_by_the_pipeline_need_no_repair(mixed_run: Pipeline) -> None:
+    result = _reconcile("reconcile_scheduled.json")
+    assert result["clean"] is True and result["repaired"] is False
+    assert (
+        result["facts"]
+        == result["counters"]
+        == {"files": 2, "uploads": 4, "duplicates": 2, "bytes_saved": 30, "bytes_stored": 30}
+    )
+
+
+def test_drift_is_reported_then_repaired(mixed_run: Pipeline) -> None:
+    # Given counters knocked off the facts (a manual edit, a bug)
+    ddb = boto3.client("dynamodb")
+    ddb.update_item(
+        TableName=mixed_run.resources.stats_table,
+        Key={"shard": {"N": "3"}},
+        UpdateExpression="ADD files :f, bytes_saved :b",
+        ExpressionAttributeValues={":f": {"N": "5"}, ":b": {"N": "-7"}},
+    )
+    ddb.update_item(
+        TableName=mixed_run.resources.contents_table,
+        Key={"sha256": {"S": mixed_run.upload(b"y" * 20, declare=False).body["sha256"]}},
+        UpdateExpression="SET upload_count = :n",
+        ExpressionAttributeValues={":n": {"N": "99"}},
+    )
+    # When the daily run reports
+    report = _reconcile("reconcile_scheduled.json")
+    # Then it names the drift and changes nothing
+    assert report["clean"] is False and report["repaired"] is False
+    assert report["drift"]["files"] == -5 and report["drift"]["bytes_saved"] == 7
+    assert list(report["upload_count_mismatches"].values()) == [{"recorded": 99, "found": 3}]
+    assert _reconcile("reconcile_scheduled.json")["drift"] == report["drift"]
+    # When asked to repair
+    repaired = _reconcile("reconcile_repair.json")
+    # Then the counters equal the facts again, and the API shows them
+    assert repaired["repaired"] is True
+    after = _reconcile("reconcile_scheduled.json")
+    assert after["clean"] is True
+    stats = mixed_run.call("GET", "/admin/stats").body
+    assert stats["total_files"] == 2 and stats["total_s3_size_saved"] == 50
