@@ -7,18 +7,26 @@ import hashlib
 import queue
 import threading
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from domain.model import ObjectFacts, sha256_b64_to_hex, sha256_hex_to_b64
+from domain.model import (
+    MAX_SINGLE_PUT_SIZE,
+    ObjectFacts,
+    sha256_b64_to_hex,
+    sha256_hex_to_b64,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _CHUNK = 4 * 1024 * 1024
+_LARGE_COPY = TransferConfig(multipart_chunksize=512 * 1024 * 1024, max_concurrency=16)
 
 
 class ObjectChanged(Exception):
@@ -29,6 +37,26 @@ class ObjectChanged(Exception):
 class PresignedPut:
     url: str
     headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    part_number: int
+    etag: str
+    size: int
+
+
+class MultipartResult(StrEnum):
+    COMPLETED = "completed"
+    GONE = "gone"  # completed or aborted before: S3 no longer knows the upload id
+    INVALID_PART = "InvalidPart"  # a part is missing, or its ETag is not the one S3 holds
+    INVALID_PART_ORDER = "InvalidPartOrder"
+    ENTITY_TOO_SMALL = "EntityTooSmall"  # a part other than the last is under 5 MiB
+
+
+def _quoted(etag: str) -> str:
+    etag = etag.strip()
+    return etag if etag.startswith('"') else f'"{etag}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +165,76 @@ class ObjectStore:
             ExpiresIn=expires_in,
         )
 
+    # --- multipart ----------------------------------------------------------------------------
+
+    def start_multipart(self, key: str, *, content_type: str) -> str:
+        resp = self._s3.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType=content_type
+        )
+        return resp["UploadId"]
+
+    def presign_part(
+        self, key: str, s3_upload_id: str, part_number: int, *, size: int, expires_in: int
+    ) -> PresignedPut:
+        """A URL for one part, binding its exact size (Content-Length is a signed header)."""
+        url = self._presigner.generate_presigned_url(
+            "upload_part",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "UploadId": s3_upload_id,
+                "PartNumber": part_number,
+                "ContentLength": size,
+            },
+            ExpiresIn=expires_in,
+            HttpMethod="PUT",
+        )
+        return PresignedPut(url=url, headers={"Content-Length": str(size)})
+
+    def list_parts(self, key: str, s3_upload_id: str) -> list[UploadedPart] | None:
+        """The parts S3 holds for a multipart upload; None once it is completed or aborted."""
+        parts: list[UploadedPart] = []
+        try:
+            paginator = self._s3.get_paginator("list_parts")
+            for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=s3_upload_id):
+                parts += [
+                    UploadedPart(p["PartNumber"], p["ETag"], p["Size"])
+                    for p in page.get("Parts", [])
+                ]
+        except ClientError as exc:
+            if _code(exc) == "NoSuchUpload":
+                return None
+            raise
+        return parts
+
+    def complete_multipart(
+        self, key: str, s3_upload_id: str, parts: list[tuple[int, str]]
+    ) -> MultipartResult:
+        try:
+            self._s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=s3_upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": n, "ETag": _quoted(etag)} for n, etag in parts]
+                },
+            )
+        except ClientError as exc:
+            code = _code(exc)
+            if code == "NoSuchUpload":
+                return MultipartResult.GONE
+            if code in {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}:
+                return MultipartResult(code)
+            raise
+        return MultipartResult.COMPLETED
+
+    def abort_multipart(self, key: str, s3_upload_id: str) -> None:
+        try:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=s3_upload_id)
+        except ClientError as exc:
+            if _code(exc) != "NoSuchUpload":
+                raise
+
     def inspect(self, key: str) -> StagedObject | None:
         """Size and SHA-256 of a staged object; None when it no longer exists.
 
@@ -172,22 +270,33 @@ class ObjectStore:
         size, digest = hash_stream(obj["Body"])
         return StagedObject(ObjectFacts(size=size, sha256=digest), etag, True)
 
-    def copy(self, source_key: str, target_key: str, *, etag: str) -> bool:
+    def copy(self, source_key: str, target_key: str, *, etag: str, size: int | None = None) -> bool:
         """Server-side copy of the staged bytes to their content key. False if the source is gone.
 
         Copying is idempotent: the target key is derived from the bytes, so a retry or a racing
         worker writes the same bytes again. CopySourceIfMatch makes sure they are the bytes that
         were hashed.
         """
+        source = {"Bucket": self.bucket, "Key": source_key}
         try:
-            self._s3.copy_object(
-                Bucket=self.bucket,
-                Key=target_key,
-                CopySource={"Bucket": self.bucket, "Key": source_key},
-                CopySourceIfMatch=etag,
-                ChecksumAlgorithm="SHA256",
-                MetadataDirective="COPY",
-            )
+            if size is not None and size > MAX_SINGLE_PUT_SIZE:
+                # CopyObject stops at 5 GiB; the managed copy runs UploadPartCopy in parallel.
+                self._s3.copy(
+                    source,  # type: ignore[arg-type]
+                    self.bucket,
+                    target_key,
+                    ExtraArgs={"CopySourceIfMatch": etag, "MetadataDirective": "COPY"},
+                    Config=_LARGE_COPY,
+                )
+            else:
+                self._s3.copy_object(
+                    Bucket=self.bucket,
+                    Key=target_key,
+                    CopySource=source,  # type: ignore[arg-type]
+                    CopySourceIfMatch=etag,
+                    ChecksumAlgorithm="SHA256",
+                    MetadataDirective="COPY",
+                )
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 return False
