@@ -1,0 +1,268 @@
+"""The security and wiring properties template.yaml must keep (read statically, nothing deployed).
+
+`make test` also runs `sam validate --lint`, which checks the syntax and the types; these tests
+check what cfn-lint cannot know: what onecopy needs from each resource.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import boto3
+import pytest
+
+from adapters.s3 import ObjectStore
+from onecopy_local.resources import resource, template
+
+pytestmark = pytest.mark.unit
+
+TABLES = ("UploadsTable", "ContentsTable", "StatsTable")
+# The prefixes a function may be granted in the bucket: never the whole bucket.
+BUCKET_PREFIXES = ("staging", "cas")
+# Resources of this stack a function may be granted whole, by their ARN.
+GRANTABLE_BY_ARN = ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::SecretsManager::Secret")
+
+
+def _functions() -> dict[str, dict[str, Any]]:
+    return {
+        name: r.get("Properties", {})
+        for name, r in template()["Resources"].items()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def _setting(function: str, key: str) -> Any:
+    """A function property as deployed: its own value, else the Globals one."""
+    return _functions()[function].get(key, template()["Globals"]["Function"].get(key))
+
+
+def _type(logical_id: str) -> str:
+    return str(template()["Resources"].get(logical_id, {}).get("Type", ""))
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# --- the bucket ----------------------------------------------------------------------------------
+
+
+def test_bucket_blocks_every_kind_of_public_access() -> None:
+    assert resource("FilesBucket")["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+
+
+def test_bucket_encrypts_by_default_and_disables_acls() -> None:
+    bucket = resource("FilesBucket")
+    rules = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert [r["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules] in (
+        ["AES256"],
+        ["aws:kms"],
+    )
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+
+
+def test_bucket_policy_denies_every_request_without_tls() -> None:
+    policy = resource("FilesBucketPolicy")
+    assert policy["Bucket"] == {"Ref": "FilesBucket"}
+    denials = [
+        s
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny"
+        and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert len(denials) == 1
+    (deny,) = denials
+    assert deny["Principal"] == "*"
+    assert deny["Action"] in ("s3:*", ["s3:*"])
+    assert deny["Resource"] == [
+        {"Fn::GetAtt": "FilesBucket.Arn"},
+        {"Fn::Sub": "${FilesBucket.Arn}/*"},
+    ]
+
+
+def test_bucket_cors_lets_browsers_send_the_presigned_put_and_read_its_etag() -> None:
+    # Given the headers a presigned PUT must carry (presigning is local: no request is sent)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    put = ObjectStore(s3, s3, "onecopy-files").presign_put(
+        "staging/x", size=1, content_type="text/plain", sha256="0" * 64, expires_in=60
+    )
+    # Browsers set Content-Length themselves; it never needs CORS permission.
+    needed = {h.lower() for h in put.headers} - {"content-length"}
+
+    # Then the bucket's CORS rule allows them, from the origins the stack is given
+    (rule,) = resource("FilesBucket")["CorsConfiguration"]["CorsRules"]
+    assert "PUT" in rule["AllowedMethods"]
+    assert rule["AllowedOrigins"] == {"Ref": "AllowedOrigins"}
+    assert needed <= {h.lower() for h in rule["AllowedHeaders"]}
+    assert "ETag" in rule["ExposedHeaders"]
+
+
+def test_api_cors_uses_the_same_allowed_origins() -> None:
+    assert resource("HttpApi")["CorsConfiguration"]["AllowOrigins"] == {"Ref": "AllowedOrigins"}
+    assert _functions()["ApiFunction"]["Environment"]["Variables"]["ALLOWED_ORIGINS"] == {
+        "Fn::Join": [",", {"Ref": "AllowedOrigins"}]
+    }
+
+
+def test_staging_objects_and_unfinished_multipart_uploads_expire_after_a_day() -> None:
+    rules = [
+        r
+        for r in resource("FilesBucket")["LifecycleConfiguration"]["Rules"]
+        if r["Status"] == "Enabled"
+    ]
+    expiring = [r for r in rules if "ExpirationInDays" in r]
+    # Only staging/ expires: stored contents under cas/ are kept forever.
+    assert [(r.get("Prefix"), r["ExpirationInDays"]) for r in expiring] == [("staging/", 1)]
+    aborting = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
+    assert [r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] for r in aborting] == [1]
+    assert aborting[0].get("Prefix", "") in ("", "staging/")
+
+
+def test_bucket_notifies_the_ingest_queue_of_new_staging_objects_only() -> None:
+    notifications = resource("FilesBucket")["NotificationConfiguration"]
+    assert set(notifications) == {"QueueConfigurations"}
+    (queue,) = notifications["QueueConfigurations"]
+    assert queue["Queue"] == {"Fn::GetAtt": "IngestQueue.Arn"}
+    assert queue["Event"] == "s3:ObjectCreated:*"
+    assert queue["Filter"] == {"S3Key": {"Rules": [{"Name": "prefix", "Value": "staging/"}]}}
+
+
+# --- the queues ----------------------------------------------------------------------------------
+
+
+def test_only_this_stacks_bucket_may_send_to_the_ingest_queue() -> None:
+    # Given the queue policy and the bucket's deterministic name
+    policy = resource("IngestQueuePolicy")
+    bucket_name, bucket_vars = resource("FilesBucket")["BucketName"]["Fn::Sub"]
+
+    # Then S3 may send only from that bucket ARN, in this account, to the ingest queue
+    assert policy["Queues"] == [{"Ref": "IngestQueue"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] in ("sqs:SendMessage", ["sqs:SendMessage"])
+    assert statement["Resource"] == {"Fn::GetAtt": "IngestQueue.Arn"}
+    source_arn, arn_vars = statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
+    assert source_arn == f"arn:${{AWS::Partition}}:s3:::{bucket_name}"
+    assert arn_vars == bucket_vars
+    assert statement["Condition"]["StringEquals"] == {
+        "aws:SourceAccount": {"Ref": "AWS::AccountId"}
+    }
+    # And the bucket (whose notification S3 tests by sending) is created after the policy
+    assert "IngestQueuePolicy" in _as_list(template()["Resources"]["FilesBucket"]["DependsOn"])
+
+
+def test_failing_messages_are_dead_lettered_after_at_least_five_receives() -> None:
+    queue, dlq = resource("IngestQueue"), resource("IngestDeadLetterQueue")
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": "IngestDeadLetterQueue.Arn"}
+    assert redrive["maxReceiveCount"] >= 5
+    # A dead-lettered message keeps its first enqueue time: the DLQ must keep it longer.
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    assert _type("IngestDeadLetterQueue") == "AWS::SQS::Queue"
+
+
+def test_queue_visibility_timeout_is_at_least_six_worker_timeouts() -> None:
+    assert resource("IngestQueue")["VisibilityTimeout"] >= 6 * _setting("WorkerFunction", "Timeout")
+
+
+def test_worker_takes_batches_of_ten_and_reports_failures_per_message() -> None:
+    (ingest,) = _functions()["WorkerFunction"]["Events"].values()
+    assert ingest["Type"] == "SQS"
+    assert ingest["Properties"]["Queue"] == {"Fn::GetAtt": "IngestQueue.Arn"}
+    assert ingest["Properties"]["BatchSize"] == 10
+    assert ingest["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+# --- the tables ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_tables_are_on_demand_with_point_in_time_recovery(table: str) -> None:
+    props = resource(table)
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_stats_counters_are_write_sharded() -> None:
+    shards = template()["Parameters"]["StatsShards"]
+    assert int(shards["Default"]) > 1
+    # The stats read is one BatchGetItem, which takes at most 100 keys.
+    assert int(shards["MaxValue"]) <= 100
+    env = template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["STATS_SHARDS"] == {"Ref": "StatsShards"}
+    assert resource("StatsTable")["KeySchema"] == [{"AttributeName": "shard", "KeyType": "HASH"}]
+
+
+# --- the functions -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("function", sorted(_functions()))
+def test_functions_run_python_3_13_on_arm64(function: str) -> None:
+    assert _setting(function, "Runtime") == "python3.13"
+    assert _setting(function, "Architectures") == ["arm64"]
+
+
+@pytest.mark.parametrize("function", sorted(_functions()))
+def test_function_permissions_name_this_stacks_tables_and_bucket_prefixes(function: str) -> None:
+    # Given the function's policies: inline documents only (no managed or SAM template policies)
+    policies = _setting(function, "Policies") or []
+    assert all(isinstance(p, dict) and "Statement" in p for p in policies)
+    statements = [s for p in policies for s in p["Statement"]]
+
+    # Then each allows named actions on named resources of this stack
+    for statement in statements:
+        assert statement["Effect"] == "Allow", statement
+        for action in _as_list(statement["Action"]):
+            assert "*" not in action, f"{function}: wildcard action {action}"
+        for arn in _as_list(statement["Resource"]):
+            assert _names_a_resource_of_this_stack(arn), f"{function}: {arn}"
+    # And no function may delete stored contents
+    for statement in statements:
+        if "s3:DeleteObject" in _as_list(statement["Action"]):
+            assert all("/cas/" not in str(arn) for arn in _as_list(statement["Resource"]))
+
+
+def _names_a_resource_of_this_stack(arn: Any) -> bool:
+    if not isinstance(arn, dict):
+        return False  # a literal ARN or "*"
+    if "Fn::GetAtt" in arn:
+        target = arn["Fn::GetAtt"]
+        logical_id, attribute = target.split(".") if isinstance(target, str) else target
+        return attribute == "Arn" and _type(logical_id) in GRANTABLE_BY_ARN
+    if "Ref" in arn:  # a secret's Ref is its ARN
+        return _type(arn["Ref"]) == "AWS::SecretsManager::Secret"
+    match = re.fullmatch(r"\$\{(\w+)\.Arn\}/(.+)", arn.get("Fn::Sub", ""))
+    if match is None:
+        return False
+    logical_id, path = match.groups()
+    if _type(logical_id) == "AWS::DynamoDB::Table":
+        indexes = {i["IndexName"] for i in resource(logical_id).get("GlobalSecondaryIndexes", [])}
+        return path.removeprefix("index/") in indexes
+    if _type(logical_id) == "AWS::S3::Bucket":
+        return path in {f"{prefix}/*" for prefix in BUCKET_PREFIXES}
+    return False
+
+
+def test_api_function_serves_every_path_of_the_http_api() -> None:
+    events = _functions()["ApiFunction"]["Events"].values()
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events}
+    assert ("ANY", "/{proxy+}") in routes
+    assert all(e["Type"] == "HttpApi" for e in events)
+    assert all(e["Properties"]["ApiId"] == {"Ref": "HttpApi"} for e in events)
+
+
+def test_outputs_name_the_api_the_bucket_and_the_queues() -> None:
+    outputs = {name: o["Value"] for name, o in template()["Outputs"].items()}
+    assert outputs["ApiUrl"] == {
+        "Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+    }
+    assert outputs["BucketName"] == {"Ref": "FilesBucket"}
+    assert outputs["IngestQueueUrl"] == {"Ref": "IngestQueue"}
+    assert outputs["DeadLetterQueueUrl"] == {"Ref": "IngestDeadLetterQueue"}
