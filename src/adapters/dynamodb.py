@@ -26,6 +26,7 @@ from domain.model import (
     stats_delta,
     stats_shard,
 )
+from domain.multipart import MultipartState, PartPlan
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -146,6 +147,40 @@ class Ledger:
         )
         return upload_from_item(resp["Item"]) if "Item" in resp else None
 
+    def get_multipart_upload(self, upload_id: str) -> tuple[Upload, MultipartState | None] | None:
+        """An upload and, while it is pending in parts, its multipart state (one read)."""
+        resp = self._ddb.get_item(
+            TableName=self.uploads_table, Key=_item({"upload_id": upload_id}), ConsistentRead=True
+        )
+        if "Item" not in resp:
+            return None
+        item = resp["Item"]
+        state = None
+        if "s3_upload_id" in item:
+            v = _plain(item)
+            plan = PartPlan(part_size=int(v["part_size"]), part_count=int(v["part_count"]))
+            state = MultipartState(v["s3_upload_id"], plan, assembled="assembled_at" in v)
+        return upload_from_item(item), state
+
+    def mark_assembled(self, upload_id: str, at: datetime) -> bool:
+        """Record that S3 assembled the parts; False if another completion got there first."""
+        try:
+            self._ddb.update_item(
+                TableName=self.uploads_table,
+                Key=_item({"upload_id": upload_id}),
+                UpdateExpression="SET assembled_at = :at",
+                # Not conditioned on the upload still being PENDING: the worker may already have
+                # finished it (the object exists as soon as S3 assembled it).
+                ConditionExpression="attribute_exists(upload_id) AND "
+                "attribute_not_exists(assembled_at)",
+                ExpressionAttributeValues=_item({":at": at.isoformat()}),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def get_content(self, sha256: str) -> Content | None:
         resp = self._ddb.get_item(
             TableName=self.contents_table, Key=_item({"sha256": sha256}), ConsistentRead=True
@@ -218,10 +253,19 @@ class Ledger:
             ExpressionAttributeValues=_item({":n": count}),
         )
 
-    def create_upload(self, upload: Upload) -> None:
+    def create_upload(self, upload: Upload, multipart: MultipartState | None = None) -> None:
+        item = upload_to_item(upload)
+        if multipart is not None:
+            item |= _item(
+                {
+                    "s3_upload_id": multipart.s3_upload_id,
+                    "part_size": multipart.plan.part_size,
+                    "part_count": multipart.plan.part_count,
+                }
+            )
         self._ddb.put_item(
             TableName=self.uploads_table,
-            Item=upload_to_item(upload),
+            Item=item,
             ConditionExpression="attribute_not_exists(upload_id)",
         )
 

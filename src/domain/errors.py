@@ -20,6 +20,10 @@ class NotFound(DomainError):
     """The thing asked for does not exist (or is not the caller's to see)."""
 
 
+class Conflict(DomainError):
+    """The request is valid but the upload's state does not allow it (already completed, ...)."""
+
+
 class AlreadyHeld(DomainError):
     """The caller already holds this content: nothing needs uploading."""
 

@@ -39,10 +39,13 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 UPLOAD_OR_SHA256_PATTERN = r"^(?:[0-9a-f]{32}|[0-9a-f]{64})$"
 _UPLOAD_ID_RE = re.compile(UPLOAD_ID_PATTERN)
 _SHA256_RE = re.compile(SHA256_PATTERN)
-# type "/" subtype, then optional parameters; RFC 6838 token characters only.
+# type "/" subtype, then optional parameters; RFC 6838 token characters only. The value ends up
+# in HTTP headers (the signed PUT, downloads), so the only whitespace is spaces and tabs, and a
+# quoted value holds visible ASCII: a CR or LF here would split a header in two.
 _CONTENT_TYPE_RE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
-    r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(\"[^\"\\]*\"|[A-Za-z0-9!#$&^_.+-]+))*$"
+    r"([ \t]*;[ \t]*[A-Za-z0-9!#$&^_.+-]+="
+    r"(\"[ \t\x21\x23-\x5b\x5d-\x7e]*\"|[A-Za-z0-9!#$&^_.+-]+))*$"
 )
 
 
@@ -234,6 +237,11 @@ def complete(
         raise ValueError("an upload can only complete into a terminal state")
     if (status is UploadStatus.REJECTED) != (reason is not None):
         raise ValueError("a reason is given exactly when the upload is rejected")
+    if sha256 is not None and not is_sha256(sha256):
+        raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
+    if status is not UploadStatus.REJECTED and sha256 is None:
+        # A held upload without its hash would count bytes that no content record accounts for.
+        raise ValueError(f"a {status} upload needs the SHA-256 of its content")
     return replace(upload, status=status, sha256=sha256, completed_at=at, reason=reason)
 
 
@@ -256,3 +264,22 @@ def new_content(upload: Upload, sha256: str, at: datetime) -> Content:
         upload_count=1,
         first_upload_id=upload.upload_id,
     )
+
+
+def held_duplicate(upload: Upload, held: Upload, at: datetime) -> Upload:
+    """The 409 pre-check: a new upload, born DUPLICATE of content its owner already holds.
+
+    The savings counted are the held content's size, so a declaration of another size for the
+    same hash is refused: it would count bytes that were never saved, and a presigned PUT for it
+    could never succeed (no body of that size hashes to the declared SHA-256).
+    """
+    if held.status not in (UploadStatus.STORED, UploadStatus.DUPLICATE) or held.sha256 is None:
+        raise ValueError(f"upload {held.upload_id} holds no content")
+    if upload.declared_sha256 != held.sha256:
+        raise ValueError("the held upload is for another content")
+    if upload.size != held.size:
+        raise InvalidInput(
+            f"size {upload.size} does not match the {held.size} bytes you already stored "
+            "with this sha256"
+        )
+    return complete(upload, UploadStatus.DUPLICATE, at, sha256=held.sha256)

@@ -34,6 +34,15 @@ class PartPlan:
         return total - self.part_size * (self.part_count - 1)
 
 
+@dataclass(frozen=True, slots=True)
+class MultipartState:
+    """What the service keeps about an upload that arrives in parts."""
+
+    s3_upload_id: str
+    plan: PartPlan
+    assembled: bool = False  # S3 completed it: no more parts, no second completion
+
+
 def plan_parts(size: int, preferred: int = DEFAULT_PART_SIZE) -> PartPlan:
     """The smallest whole-MiB part size >= preferred that keeps the count within 10,000."""
     if size < 1:

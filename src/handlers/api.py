@@ -19,10 +19,11 @@ from pydantic import BaseModel
 from adapters import clients
 from adapters.dynamodb import Ledger
 from adapters.s3 import ObjectStore
-from domain.errors import AlreadyHeld, InvalidInput, NotFound
+from domain.errors import AlreadyHeld, Conflict, InvalidInput, NotFound
 from domain.model import ANONYMOUS_OWNER, UPLOAD_ID_PATTERN, UPLOAD_OR_SHA256_PATTERN
 from handlers.schemas import (
     AlreadyHeldResponse,
+    CompleteRequest,
     ContentMetadata,
     CreateUploadRequest,
     CreateUploadResponse,
@@ -31,14 +32,20 @@ from handlers.schemas import (
     HashItem,
     HashPageResponse,
     HeldFile,
+    MultipartInstructions,
+    PartsRequest,
+    PartsResponse,
+    PartUrl,
     PutInstructions,
     StatsResponse,
+    UploadedPartsResponse,
+    UploadedPartView,
     UploadMetadata,
     UploadView,
     ValidationErrorResponse,
 )
 from handlers.settings import api_settings
-from service import catalog, uploads
+from service import catalog, multipart, uploads
 
 settings = api_settings()
 logger = Logger()
@@ -77,6 +84,15 @@ _ERRORS: dict[int, OpenAPIResponse] = {
 
 
 @cache
+def _upload_policy() -> uploads.UploadPolicy:
+    return uploads.UploadPolicy(
+        url_ttl_seconds=settings.upload_url_ttl_seconds,
+        multipart_threshold=settings.multipart_threshold_bytes,
+        part_size=settings.multipart_part_size_bytes,
+    )
+
+
+@cache
 def _ledger() -> Ledger:
     return Ledger(
         clients.dynamodb(),
@@ -107,10 +123,12 @@ def _json(
 
 @app.post(
     "/uploads",
-    summary="Create an upload and get a presigned PUT URL",
+    summary="Create an upload: a presigned PUT URL, or a multipart upload for large files",
     responses={
         201: _reply(
-            "Created: PUT the bytes to upload.url with upload.headers", CreateUploadResponse
+            "Created: PUT the bytes to upload.url with upload.headers, or (multipart) ask for "
+            "part URLs",
+            CreateUploadResponse,
         ),
         409: _reply("You already hold this content; nothing to upload", AlreadyHeldResponse),
         **_ERRORS,
@@ -123,19 +141,88 @@ def create_upload(body: CreateUploadRequest) -> Response[CreateUploadResponse]:
         size=body.size,
         content_type=body.content_type,
         sha256=body.sha256,
+        multipart=body.multipart,
+        policy=_upload_policy(),
         ledger=_ledger(),
         store=_store(),
-        url_ttl_seconds=settings.upload_url_ttl_seconds,
     )
     logger.append_keys(upload_id=created.upload.upload_id)
     metrics.add_metric(name="UploadsCreated", unit=MetricUnit.Count, value=1)
+    put, plan = created.put, created.multipart
     response = CreateUploadResponse(
         upload_id=created.upload.upload_id,
         status=created.upload.status,
-        upload=PutInstructions(url=created.put.url, headers=created.put.headers),
+        upload=PutInstructions(url=put.url, headers=put.headers) if put else None,
+        multipart=(
+            MultipartInstructions(part_size=plan.part_size, part_count=plan.part_count)
+            if plan
+            else None
+        ),
         expires_at=created.expires_at,
     )
     return _json(HTTPStatus.CREATED, response.model_dump(mode="json"))
+
+
+UploadIdParam = Annotated[str, Path(pattern=UPLOAD_ID_PATTERN, description="An upload id")]
+
+
+@app.post(
+    "/uploads/<upload_id>/parts",
+    summary="Presigned URLs for some parts of a multipart upload (at most 100 per call)",
+    responses={
+        200: _reply("One URL per requested part", PartsResponse),
+        409: _reply("Not a pending multipart upload", ErrorResponse),
+        **_ERRORS,
+    },
+)
+def presign_parts(upload_id: UploadIdParam, body: PartsRequest) -> Response[PartsResponse]:
+    parts = multipart.presign_parts(
+        upload_id,
+        body.part_numbers,
+        ledger=_ledger(),
+        store=_store(),
+        ttl_seconds=settings.upload_url_ttl_seconds,
+    )
+    response = PartsResponse(
+        parts=[PartUrl(part_number=n, url=p.url, headers=p.headers) for n, p in parts]
+    )
+    return _json(HTTPStatus.OK, response.model_dump(mode="json"))
+
+
+@app.get(
+    "/uploads/<upload_id>/parts",
+    summary="The parts S3 already holds, to resume an interrupted multipart upload",
+    responses={
+        200: _reply("Parts received so far", UploadedPartsResponse),
+        409: _reply("Not a pending multipart upload", ErrorResponse),
+        **_ERRORS,
+    },
+)
+def list_parts(upload_id: UploadIdParam) -> Response[UploadedPartsResponse]:
+    parts = multipart.uploaded_parts(upload_id, ledger=_ledger(), store=_store())
+    response = UploadedPartsResponse(
+        parts=[UploadedPartView(part_number=p.part_number, etag=p.etag, size=p.size) for p in parts]
+    )
+    return _json(HTTPStatus.OK, response.model_dump(mode="json"))
+
+
+@app.post(
+    "/uploads/<upload_id>/complete",
+    summary="Assemble the uploaded parts; the worker then stores or deduplicates the file",
+    responses={
+        202: _reply("Accepted: poll GET /uploads/{upload_id}", UploadView),
+        409: _reply("Already completed or aborted", ErrorResponse),
+        **_ERRORS,
+    },
+)
+def complete_upload(upload_id: UploadIdParam, body: CompleteRequest) -> Response[UploadView]:
+    upload = multipart.complete(
+        upload_id,
+        [(p.part_number, p.etag) for p in body.parts],
+        ledger=_ledger(),
+        store=_store(),
+    )
+    return _json(HTTPStatus.ACCEPTED, UploadView.of(upload).model_dump(mode="json"))
 
 
 @app.get(
@@ -146,9 +233,7 @@ def create_upload(body: CreateUploadRequest) -> Response[CreateUploadResponse]:
         **_ERRORS,
     },
 )
-def get_upload(
-    upload_id: Annotated[str, Path(pattern=UPLOAD_ID_PATTERN, description="An upload id")],
-) -> Response[UploadView]:
+def get_upload(upload_id: UploadIdParam) -> Response[UploadView]:
     upload = uploads.get_upload(upload_id, ledger=_ledger())
     return _json(HTTPStatus.OK, UploadView.of(upload).model_dump(mode="json", exclude_none=True))
 
@@ -300,6 +385,11 @@ def _invalid(exc: InvalidInput) -> Response[Any]:
 @app.exception_handler(NotFound)
 def _not_found(exc: NotFound) -> Response[Any]:
     return _json(HTTPStatus.NOT_FOUND, {"message": str(exc)})
+
+
+@app.exception_handler(Conflict)
+def _conflict(exc: Conflict) -> Response[Any]:
+    return _json(HTTPStatus.CONFLICT, {"message": str(exc)})
 
 
 @app.exception_handler(AlreadyHeld)

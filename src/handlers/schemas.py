@@ -10,6 +10,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StrictBool,
     StrictInt,
     field_validator,
     model_serializer,
@@ -25,6 +26,7 @@ from domain.model import (
     validate_content_type,
     validate_filename,
 )
+from domain.multipart import MAX_OBJECT_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST
 
 Sha256 = Annotated[
     str, Field(pattern=SHA256_PATTERN, description="SHA-256 as 64 lowercase hex characters")
@@ -37,11 +39,16 @@ class CreateUploadRequest(BaseModel):
     filename: str = Field(min_length=1, max_length=MAX_FILENAME_LENGTH)
     size: StrictInt = Field(
         ge=0,
-        le=MAX_SINGLE_PUT_SIZE,
-        description=f"Bytes; at most {MAX_SINGLE_PUT_SIZE} (5 GiB, S3's single-PUT limit)",
+        le=MAX_OBJECT_SIZE,
+        description=(
+            f"Bytes; at most {MAX_OBJECT_SIZE} (5 TiB, S3's object limit). Above the multipart "
+            f"threshold (default 100 MiB) and always above {MAX_SINGLE_PUT_SIZE} (5 GiB, the "
+            "single-PUT limit) the upload goes in parts"
+        ),
     )
     content_type: str | None = Field(default=None, max_length=255)
     sha256: Sha256 | None = None
+    multipart: StrictBool = Field(default=False, description="Upload in parts whatever the size")
 
     @field_validator("filename")
     @classmethod
@@ -68,11 +75,63 @@ class PutInstructions(BaseModel):
     headers: dict[str, str] = Field(description="Send exactly these headers with the PUT")
 
 
+class MultipartInstructions(BaseModel):
+    part_size: int = Field(description="Bytes in every part but the last")
+    part_count: int
+
+
 class CreateUploadResponse(BaseModel):
     upload_id: str
     status: UploadStatus
-    upload: PutInstructions
+    upload: PutInstructions | None = Field(
+        default=None, description="For a single PUT: where and how to send the bytes"
+    )
+    multipart: MultipartInstructions | None = Field(
+        default=None, description="For an upload in parts: ask POST /uploads/{id}/parts for URLs"
+    )
     expires_at: datetime
+
+    @model_serializer(mode="wrap")
+    def _omit_other_mode(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class PartsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    part_numbers: list[StrictInt] = Field(min_length=1, max_length=MAX_PARTS_PER_REQUEST)
+
+
+class PartUrl(BaseModel):
+    part_number: int
+    url: str
+    headers: dict[str, str] = Field(description="Send exactly these headers with the PUT")
+
+
+class PartsResponse(BaseModel):
+    parts: list[PartUrl]
+
+
+class UploadedPartView(BaseModel):
+    part_number: int
+    etag: str
+    size: int
+
+
+class UploadedPartsResponse(BaseModel):
+    parts: list[UploadedPartView]
+
+
+class CompletedPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    part_number: StrictInt = Field(ge=1, le=MAX_PARTS)
+    etag: str = Field(
+        min_length=1, max_length=1024, description="The ETag S3 returned for the part"
+    )
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    parts: list[CompletedPart] = Field(min_length=1, max_length=MAX_PARTS)
 
 
 class UploadView(BaseModel):

@@ -26,6 +26,12 @@ class ApiSettings(TableSettings):
         default=900, alias="DOWNLOAD_URL_TTL_SECONDS", ge=1, le=900
     )
     allowed_origins: tuple[str, ...] = Field(alias="ALLOWED_ORIGINS", min_length=1)
+    multipart_threshold_bytes: int = Field(
+        default=100 * 1024**2, alias="MULTIPART_THRESHOLD_BYTES", ge=5 * 1024**2
+    )
+    multipart_part_size_bytes: int = Field(
+        default=16 * 1024**2, alias="MULTIPART_PART_SIZE_BYTES", ge=5 * 1024**2, le=5 * 1024**3
+    )
     # Signs the hash list's page tokens; generated per stack (Secrets Manager) in template.yaml.
     page_token_secret: SecretStr = Field(alias="PAGE_TOKEN_SECRET", min_length=16)
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from adapters.dynamodb import Applied, Ledger
 from adapters.s3 import ObjectStore, PresignedPut
 from domain.errors import AlreadyHeld, NotFound
 from domain.model import (
+    MAX_SINGLE_PUT_SIZE,
     Upload,
-    UploadStatus,
+    held_duplicate,
     is_upload_id,
     new_upload_id,
     staging_key,
@@ -18,14 +19,29 @@ from domain.model import (
     validate_filename,
     validate_size,
 )
+from domain.multipart import MultipartState, PartPlan, plan_parts
 from service.clock import utcnow
 
 
 @dataclass(frozen=True, slots=True)
 class NewUpload:
     upload: Upload
-    put: PresignedPut
     expires_at: datetime
+    put: PresignedPut | None = None  # a single PUT ...
+    multipart: PartPlan | None = None  # ... or parts, presigned on request
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPolicy:
+    """Tunables of upload creation (validated settings, passed in by the handler)."""
+
+    url_ttl_seconds: int
+    multipart_threshold: int
+    part_size: int
+
+
+# S3's lifecycle rule aborts incomplete multipart uploads a day after they start.
+MULTIPART_LIFETIME = timedelta(days=1)
 
 
 def create_upload(
@@ -35,11 +51,15 @@ def create_upload(
     size: int,
     content_type: str | None,
     sha256: str | None,
+    multipart: bool,
+    policy: UploadPolicy,
     ledger: Ledger,
     store: ObjectStore,
-    url_ttl_seconds: int,
 ) -> NewUpload:
-    """Record a PENDING upload and presign the one PUT that may fill it.
+    """Record a PENDING upload and presign the one PUT that may fill it, or start it in parts.
+
+    Sizes above the multipart threshold (and any size when the client asks) go in parts: S3's
+    single PUT stops at 5 GiB, and parts can be retried and resumed one by one.
 
     When the client declares a hash this owner already holds, nothing needs uploading: the
     request is recorded as a DUPLICATE upload (so counters and reconciliation see it) and
@@ -47,11 +67,13 @@ def create_upload(
     tells whether someone else holds the content.
     """
     now = utcnow()
+    in_parts = multipart or size > min(policy.multipart_threshold, MAX_SINGLE_PUT_SIZE)
+    plan = plan_parts(size, policy.part_size) if in_parts else None
     upload = Upload(
         upload_id=new_upload_id(),
         owner=owner,
         filename=validate_filename(filename),
-        size=validate_size(size),
+        size=size if in_parts else validate_size(size),
         content_type=validate_content_type(content_type),
         created_at=now,
         declared_sha256=sha256,
@@ -59,22 +81,27 @@ def create_upload(
     if sha256 is not None:
         held = ledger.find_held(owner, sha256)
         if held is not None:
-            duplicate = replace(
-                upload, status=UploadStatus.DUPLICATE, sha256=sha256, completed_at=now
-            )
+            duplicate = held_duplicate(upload, held, now)
             if ledger.record_held_duplicate(duplicate) is Applied.APPLIED:
                 raise AlreadyHeld(held, duplicate.upload_id)
             # The content record was missing (cannot happen while contents are never deleted):
             # fall through to a normal upload rather than answer with a stale holding.
+    key = staging_key(upload.upload_id)
+    if plan is not None:
+        s3_upload_id = store.start_multipart(key, content_type=upload.content_type)
+        ledger.create_upload(upload, MultipartState(s3_upload_id, plan))
+        return NewUpload(upload=upload, expires_at=now + MULTIPART_LIFETIME, multipart=plan)
     ledger.create_upload(upload)
     put = store.presign_put(
-        staging_key(upload.upload_id),
+        key,
         size=upload.size,
         content_type=upload.content_type,
         sha256=sha256,
-        expires_in=url_ttl_seconds,
+        expires_in=policy.url_ttl_seconds,
     )
-    return NewUpload(upload=upload, put=put, expires_at=now + timedelta(seconds=url_ttl_seconds))
+    return NewUpload(
+        upload=upload, put=put, expires_at=now + timedelta(seconds=policy.url_ttl_seconds)
+    )
 
 
 def get_upload(upload_id: str, *, ledger: Ledger) -> Upload:
