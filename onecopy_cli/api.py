@@ -1,0 +1,267 @@
+"""ApiClient: the onecopy HTTP API (and the presigned PUT into the bucket) over one requests
+Session, with every failure turned into an exception whose text can be shown to a person."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from onecopy_cli import __version__
+
+DEFAULT_API_URL = "http://127.0.0.1:3000"
+USER_AGENT = f"onecopy-cli/{__version__}"
+# (connect, read) seconds. The read timeout is the gap between bytes of an answer, not the
+# duration of a PUT: a large body can take as long as it needs.
+TIMEOUT = (5.0, 60.0)
+
+
+class CliError(Exception):
+    """Anything that went wrong in a way a person can act on; str() is the message to show."""
+
+
+class ApiError(CliError):
+    """The API answered with an error status."""
+
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.body = body
+
+    def __str__(self) -> str:
+        return f"{self.message} (HTTP {self.status})"
+
+
+class Unreachable(CliError):
+    """Nothing answered at the address: refused, unknown host, or timed out."""
+
+    def __init__(self, what: str, url: str, why: str, hint: str = "") -> None:
+        super().__init__(f"cannot reach the {what} at {url} ({why}){hint}")
+        self.what = what
+        self.url = url
+        self.why = why
+
+
+class StorageError(CliError):
+    """The bucket refused the presigned PUT."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        super().__init__(_explain_storage_error(status, code, message))
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSlot:
+    """201: the upload exists and waits for exactly one PUT of the declared bytes."""
+
+    upload_id: str
+    url: str
+    headers: dict[str, str]
+    expires_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyStored:
+    """409: the caller already holds this content; the API recorded a DUPLICATE upload."""
+
+    upload_id: str
+    message: str
+    held: dict[str, Any] = field(default_factory=dict)
+
+
+class Api(Protocol):
+    """The calls commands make: ApiClient over HTTP, or a fake in the unit tests."""
+
+    def create_upload(
+        self, *, filename: str, size: int, content_type: str, sha256: str
+    ) -> UploadSlot | AlreadyStored: ...
+
+    def put_object(
+        self, url: str, headers: dict[str, str], body: Iterable[bytes] | bytes
+    ) -> None: ...
+
+    def get_upload(self, upload_id: str) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class ApiClient:
+    def __init__(
+        self,
+        base_url: str = DEFAULT_API_URL,
+        *,
+        session: requests.Session | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        # One connection per concurrent upload, to the API and to the bucket alike.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 10))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- the API ---------------------------------------------------------------------------
+
+    def request(
+        self, method: str, path: str, *, json: Any = None, ok: Iterable[int] = (200,)
+    ) -> requests.Response:
+        """One API call; any status outside `ok` raises ApiError with the API's message."""
+        url = f"{self.base_url}{path}"
+        try:
+            response = self.session.request(method, url, json=json, timeout=TIMEOUT)
+        except requests.ConnectionError as exc:
+            raise Unreachable("onecopy API", self.base_url, _why(exc), _API_HINT) from exc
+        except requests.Timeout as exc:
+            raise Unreachable("onecopy API", self.base_url, "no answer in time", _API_HINT) from exc
+        if response.status_code not in set(ok):
+            body = _json_or_none(response)
+            raise ApiError(response.status_code, _api_message(response, body), body)
+        return response
+
+    def create_upload(
+        self, *, filename: str, size: int, content_type: str, sha256: str
+    ) -> UploadSlot | AlreadyStored:
+        payload = {
+            "filename": filename,
+            "size": size,
+            "content_type": content_type,
+            "sha256": sha256,
+        }
+        response = self.request("POST", "/uploads", json=payload, ok=(201, 409))
+        body = _json_object(response)
+        try:
+            if response.status_code == 409:
+                return AlreadyStored(
+                    upload_id=str(body["upload_id"]),
+                    message=str(body.get("message", "already stored")),
+                    held=dict(body.get("held") or {}),
+                )
+            upload = body["upload"]
+            return UploadSlot(
+                upload_id=str(body["upload_id"]),
+                url=str(upload["url"]),
+                headers={str(k): str(v) for k, v in upload["headers"].items()},
+                expires_at=body.get("expires_at"),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ApiError(response.status_code, f"unexpected answer from the API: {exc}") from exc
+
+    def get_upload(self, upload_id: str) -> dict[str, Any]:
+        response = self.request("GET", f"/uploads/{quote(upload_id, safe='')}")
+        return _json_object(response)
+
+    # --- the bucket --------------------------------------------------------------------------
+
+    def put_object(self, url: str, headers: dict[str, str], body: Iterable[bytes] | bytes) -> None:
+        """PUT the bytes to a presigned URL with exactly the headers it was signed for.
+
+        An iterable body must have a len() equal to its Content-Length: requests then streams it
+        with that length instead of switching to chunked encoding, which S3 refuses.
+        """
+        host = _origin(url)
+        try:
+            response = self.session.put(url, data=body, headers=headers, timeout=TIMEOUT)
+        except requests.ConnectionError as exc:
+            raise Unreachable("storage endpoint", host, _why(exc)) from exc
+        except requests.Timeout as exc:
+            raise Unreachable("storage endpoint", host, "no answer in time") from exc
+        if not 200 <= response.status_code < 300:
+            code, message = _s3_error(response.text)
+            raise StorageError(response.status_code, code, message or response.reason or "")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+_API_HINT = (
+    ". Is it running, at that address? (`make run` starts the local stack; --api or "
+    "ONECOPY_API_URL point elsewhere.)"
+)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _why(exc: BaseException) -> str:
+    """The root cause of a connection failure in a few words ("Connection refused")."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return str(current.strerror)
+        current = current.__cause__ or current.__context__
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host"
+    if "refused" in text.lower():
+        return "connection refused"
+    match = re.search(r"\[Errno -?\d+\] ([^')]+)", text)
+    return match.group(1) if match else text
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    body = _json_or_none(response)
+    if not isinstance(body, dict):
+        raise ApiError(response.status_code, "the API answered with something other than JSON")
+    return body
+
+
+def _api_message(response: requests.Response, body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"]:
+        return str(body["message"])
+    text = response.text.strip()
+    if text and len(text) <= 200 and "<" not in text:
+        return text
+    return response.reason or "the API refused the request"
+
+
+def _s3_error(text: str) -> tuple[str, str]:
+    code = re.search(r"<Code>([^<]*)</Code>", text)
+    message = re.search(r"<Message>([^<]*)</Message>", text)
+    return (code.group(1) if code else "", message.group(1) if message else "")
+
+
+_STORAGE_HINTS = {
+    "BadDigest": "the file changed while it was being uploaded (its SHA-256 no longer matches)",
+    "XAmzContentSHA256Mismatch": "the file changed while it was being uploaded",
+    "IncompleteBody": "the file got shorter while it was being uploaded",
+    "PreconditionFailed": "this upload slot was already filled; start a new upload",
+    "SignatureDoesNotMatch": "the storage refused the upload's signature "
+    "(did the file change size or type?)",
+}
+
+
+def _explain_storage_error(status: int, code: str, message: str) -> str:
+    if code in _STORAGE_HINTS:
+        return f"{_STORAGE_HINTS[code]} (HTTP {status} {code})"
+    if code == "AccessDenied" and "expired" in message.lower():
+        return f"the upload URL expired before the upload started (HTTP {status})"
+    detail = ": ".join(part for part in (code, message) if part)
+    return f"the storage refused the upload (HTTP {status}{' ' + detail if detail else ''})"
