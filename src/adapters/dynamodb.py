@@ -9,6 +9,8 @@ counters move only with it. A failed guard is a meaningful answer, translated he
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
@@ -120,6 +122,8 @@ def content_from_item(item: dict[str, Any]) -> Content:
     )
 
 
+_TRANSACT_ATTEMPTS = 5
+_TRANSIENT_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 _STATS_FIELDS = ("files", "uploads", "duplicates", "bytes_saved", "bytes_stored")
 
 
@@ -345,18 +349,28 @@ class Ledger:
         }
 
     def _transact(self, actions: list[dict[str, Any]]) -> Applied:
-        try:
-            self._ddb.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
-            reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
-            failed = [i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"]
-            # Action 0 is always the upload's guarded write; action 1, when it is a content
-            # record's creation, fails only when another upload recorded the content first.
-            if failed and failed[0] == 0:
-                return Applied.ALREADY_COMPLETE
-            if failed == [1] and "Put" in actions[1]:
-                return Applied.CONTENT_EXISTS
-            raise
-        return Applied.APPLIED
+        for attempt in range(1, _TRANSACT_ATTEMPTS + 1):
+            try:
+                self._ddb.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
+                codes = [str(r.get("Code", "None")) for r in reasons]
+                failed = [i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
+                # Action 0 is always the upload's guarded write; action 1, when it is a content
+                # record's creation, fails only when another upload recorded the content first.
+                if failed and failed[0] == 0:
+                    return Applied.ALREADY_COMPLETE
+                if failed == [1] and "Put" in actions[1]:
+                    return Applied.CONTENT_EXISTS
+                # Another write to the same stats shard or content item was in flight: botocore
+                # does not retry a cancelled transaction, and SQS would only retry it after the
+                # visibility timeout (minutes). Nothing was applied, so trying again is safe.
+                transient = not failed and set(codes) - {"None"} <= _TRANSIENT_REASONS
+                if not transient or attempt == _TRANSACT_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0, 0.025 * 2**attempt))  # noqa: S311 (jitter)
+                continue
+            return Applied.APPLIED
+        raise AssertionError("unreachable")

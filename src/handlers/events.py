@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import unquote_plus
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Bucket(BaseModel):
@@ -49,6 +49,13 @@ class S3Notification(BaseModel):
 
     records: list[S3Record] = Field(default_factory=list, alias="Records")
     event: str | None = Field(default=None, alias="Event")
+
+    @model_validator(mode="after")
+    def _records_or_test_event(self) -> S3Notification:
+        # Any JSON object would otherwise parse as "no records" and be acknowledged unseen.
+        if not self.records and self.event is None:
+            raise ValueError("neither S3 event records nor an s3:TestEvent")
+        return self
 
     @property
     def is_test_event(self) -> bool:

@@ -85,7 +85,7 @@ def ingest_object(key: str, *, ledger: Ledger, store: ObjectStore) -> Result:
         )
 
     if ledger.get_content(facts.sha256) is None:
-        if not store.copy(key, content_key(facts.sha256), etag=staged.etag):
+        if not store.copy(key, content_key(facts.sha256), etag=staged.etag, size=facts.size):
             return _after_vanished(upload, ledger)
         stored = complete(upload, UploadStatus.STORED, now, sha256=facts.sha256)
         applied = ledger.record_stored(stored, new_content(upload, facts.sha256, now))

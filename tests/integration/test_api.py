@@ -1,0 +1,380 @@
+"""The HTTP API Lambda against moto: API Gateway v2 events in, the contract out."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from adapters import clients
+from domain.model import staging_key
+from domain.multipart import MAX_OBJECT_SIZE
+from service.ingest import Outcome, ingest_object
+from tests.invariants import State, check_invariants, read_state
+from tests.lambda_events import http_event
+
+pytestmark = pytest.mark.integration
+
+DATA = b"hello from onecopy\n"
+SHA = hashlib.sha256(DATA).hexdigest()
+SIGNED_HEADERS = "content-length;content-type;host;if-none-match"
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    function_name: str = "onecopy-ApiFunction"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:onecopy-Api"
+    aws_request_id: str = "7d1b0c1e-2f3a-4b5c-8d9e-0a1b2c3d4e5f"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+class Api:
+    def __init__(self, resources: Any, module: ModuleType) -> None:
+        self.resources = resources
+        self.module = module
+        self.s3 = clients.s3()
+        self.ddb = clients.dynamodb()
+
+    def call(self, method: str, path: str, body: Any = None, *, sub: str | None = None) -> Reply:
+        event = http_event(method, path, body)
+        if sub is not None:
+            # What API Gateway adds when a JWT authorizer accepted the caller's token.
+            event["requestContext"]["authorizer"] = {"jwt": {"claims": {"sub": sub}, "scopes": []}}
+        response = self.module.lambda_handler(event, LambdaContext())
+        return Reply(int(response["statusCode"]), json.loads(response["body"]), response["headers"])
+
+    def create(self, data: bytes = DATA, *, sub: str | None = None, **fields: Any) -> Reply:
+        body = {
+            "filename": "hello.txt",
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        return self.call("POST", "/uploads", {**body, **fields}, sub=sub)
+
+    def deliver(self, upload_id: str, data: bytes = DATA) -> Outcome:
+        """The client's PUT, then the worker's processing of its notification."""
+        key = staging_key(upload_id)
+        self.s3.put_object(Bucket=self.resources.bucket, Key=key, Body=data)
+        store, ledger = self.module._store(), self.module._ledger()
+        return ingest_object(key, ledger=ledger, store=store).outcome
+
+    def item(self, upload_id: str) -> dict[str, Any]:
+        return read_state(self.resources, self.s3, self.ddb).uploads[upload_id]
+
+    def state(self) -> State:
+        return read_state(self.resources, self.s3, self.ddb)
+
+    def check(self, *settled: str) -> None:
+        check_invariants(self.resources, self.s3, self.ddb, settled=settled)
+
+
+@pytest.fixture
+def api(aws: Any) -> Iterator[Api]:
+    from handlers import api as module
+
+    yield Api(aws, module)
+
+
+# --- POST /uploads -----------------------------------------------------------------------------
+
+
+def test_create_upload_returns_a_presigned_put_for_exactly_the_declared_bytes(api: Api) -> None:
+    reply = api.create(content_type="text/plain")
+
+    assert reply.status == 201
+    assert reply.headers["Content-Type"] == "application/json"
+    assert set(reply.body) == {"upload_id", "status", "upload", "expires_at"}
+    upload_id = reply.body["upload_id"]
+    assert reply.body["status"] == "PENDING"
+    put = reply.body["upload"]
+    assert put["method"] == "PUT"
+    assert put["headers"] == {
+        "Content-Length": str(len(DATA)),
+        "Content-Type": "text/plain",
+        "If-None-Match": "*",
+        "x-amz-checksum-sha256": base64.b64encode(hashlib.sha256(DATA).digest()).decode(),
+    }
+    url = urlsplit(put["url"])
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert url.scheme == "https"
+    assert url.netloc == f"{api.resources.bucket}.s3.amazonaws.com"
+    assert url.path == f"/staging/{upload_id}"
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert 0 < int(query["X-Amz-Expires"]) <= 900
+    assert query["X-Amz-SignedHeaders"] == f"{SIGNED_HEADERS};x-amz-checksum-sha256"
+    # The checksum travels as a signed header, never as an (ignored) query parameter.
+    assert not any(k.lower().startswith("x-amz-checksum") for k in query)
+    expires_at = datetime.fromisoformat(reply.body["expires_at"])
+    now = datetime.now(UTC)
+    assert now < expires_at <= now + timedelta(seconds=int(query["X-Amz-Expires"]))
+    assert api.item(upload_id) == {
+        "upload_id": upload_id,
+        "owner": "anonymous",
+        "filename": "hello.txt",
+        "size": len(DATA),
+        "content_type": "text/plain",
+        "created_at": api.item(upload_id)["created_at"],
+        "declared_sha256": SHA,
+        "status": "PENDING",
+    }
+    assert api.state().objects == {}  # nothing in S3 until the client PUTs
+    api.check()
+
+
+def test_without_a_declared_hash_the_checksum_header_is_not_required(api: Api) -> None:
+    reply = api.call("POST", "/uploads", {"filename": "a.bin", "size": 0})
+
+    assert reply.status == 201
+    put = reply.body["upload"]
+    assert put["headers"] == {
+        "Content-Length": "0",
+        "Content-Type": "application/octet-stream",
+        "If-None-Match": "*",
+    }
+    query = parse_qs(urlsplit(put["url"]).query)
+    assert query["X-Amz-SignedHeaders"] == [SIGNED_HEADERS]
+    assert "declared_sha256" not in api.item(reply.body["upload_id"])
+
+
+def test_every_upload_gets_its_own_staging_key(api: Api) -> None:
+    replies = [api.create() for _ in range(3)]
+
+    paths = [urlsplit(r.body["upload"]["url"]).path for r in replies]
+
+    assert paths == [f"/staging/{r.body['upload_id']}" for r in replies]
+    assert len(set(paths)) == 3
+
+
+def test_the_caller_s_jwt_subject_owns_the_upload(api: Api) -> None:
+    reply = api.create(sub="user-123")
+
+    assert reply.status == 201
+    assert api.item(reply.body["upload_id"])["owner"] == "user-123"
+
+
+# --- the 409 pre-check -------------------------------------------------------------------------
+
+
+def test_declaring_content_the_caller_holds_answers_409_and_counts_a_duplicate(api: Api) -> None:
+    sub = "user-123"
+    first = api.create(sub=sub, content_type="text/plain").body["upload_id"]
+    assert api.deliver(first) is Outcome.STORED
+    before = api.state().counters
+
+    reply = api.create(sub=sub, filename="again.txt")
+
+    assert reply.status == 409
+    body = reply.body
+    assert set(body) == {"message", "upload_id", "status", "held"}
+    assert body["message"]
+    assert body["status"] == "DUPLICATE"
+    assert body["upload_id"] != first
+    assert body["held"] == {
+        "upload_id": first,
+        "filename": "hello.txt",
+        "size": len(DATA),
+        "content_type": "text/plain",
+        "sha256": SHA,
+        "created_at": body["held"]["created_at"],
+    }
+    duplicate = api.item(body["upload_id"])
+    assert (duplicate["status"], duplicate["sha256"], duplicate["filename"]) == (
+        "DUPLICATE",
+        SHA,
+        "again.txt",
+    )
+    assert duplicate["owner"] == sub
+    after = api.state()
+    assert after.counters == {
+        **before,
+        "uploads": before["uploads"] + 1,
+        "duplicates": before["duplicates"] + 1,
+        "bytes_saved": before["bytes_saved"] + len(DATA),
+    }
+    assert after.contents[SHA]["upload_count"] == 2
+    assert after.objects.keys() == {f"cas/sha256/{SHA}"}  # nothing to PUT, nothing staged
+    status = api.call("GET", f"/uploads/{body['upload_id']}")
+    assert (status.status, status.body["status"], status.body["sha256"]) == (200, "DUPLICATE", SHA)
+    api.check(first, body["upload_id"])
+
+
+@pytest.mark.parametrize(
+    ("holder", "caller"),
+    [("alice", "bob"), (None, "bob"), ("alice", None)],
+    ids=["other-user", "anonymous-holds", "user-holds"],
+)
+def test_content_held_by_someone_else_is_uploaded_normally(
+    api: Api, holder: str | None, caller: str | None
+) -> None:
+    first = api.create(sub=holder).body["upload_id"]
+    api.deliver(first)
+    before = api.state()
+
+    reply = api.create(sub=caller)
+
+    # The answer must not reveal that another owner holds these bytes.
+    assert reply.status == 201
+    assert reply.body["status"] == "PENDING"
+    after = api.state()
+    assert (after.counters, after.contents) == (before.counters, before.contents)
+    assert api.deliver(reply.body["upload_id"]) is Outcome.DUPLICATE
+    api.check(first, reply.body["upload_id"])
+
+
+def test_a_rejected_or_pending_upload_does_not_count_as_held(api: Api) -> None:
+    pending = api.create().body["upload_id"]
+    rejected = api.create().body["upload_id"]
+    assert api.deliver(rejected, bytes(reversed(DATA))) is Outcome.REJECTED
+
+    reply = api.create()
+
+    assert reply.status == 201
+    api.check(rejected)
+    assert api.item(pending)["status"] == "PENDING"
+
+
+# --- GET /uploads/{id} -------------------------------------------------------------------------
+
+
+def test_a_pending_upload_shows_only_what_is_known(api: Api) -> None:
+    upload_id = api.create(content_type="text/plain").body["upload_id"]
+
+    reply = api.call("GET", f"/uploads/{upload_id}")
+
+    assert reply.status == 200
+    assert set(reply.body) == {
+        "upload_id",
+        "status",
+        "filename",
+        "size",
+        "content_type",
+        "created_at",
+    }
+    assert None not in reply.body.values()
+    assert (reply.body["upload_id"], reply.body["status"]) == (upload_id, "PENDING")
+    assert (reply.body["filename"], reply.body["size"]) == ("hello.txt", len(DATA))
+    assert datetime.fromisoformat(reply.body["created_at"]).tzinfo is not None
+
+
+def test_a_stored_upload_shows_its_hash_and_completion(api: Api) -> None:
+    upload_id = api.create().body["upload_id"]
+    api.deliver(upload_id)
+
+    body = api.call("GET", f"/uploads/{upload_id}").body
+
+    assert body["status"] == "STORED"
+    assert body["sha256"] == SHA
+    created, completed = (datetime.fromisoformat(body[k]) for k in ("created_at", "completed_at"))
+    assert created <= completed
+    assert "reason" not in body
+    assert None not in body.values()
+
+
+def test_a_rejected_upload_shows_why(api: Api) -> None:
+    upload_id = api.create().body["upload_id"]
+    api.deliver(upload_id, DATA[:-1] + b"?")
+
+    body = api.call("GET", f"/uploads/{upload_id}").body
+
+    assert (body["status"], body["reason"]) == ("REJECTED", "checksum_mismatch")
+    assert {"sha256", "completed_at"} <= body.keys()
+    assert None not in body.values()
+
+
+def test_an_unknown_upload_is_404(api: Api) -> None:
+    reply = api.call("GET", f"/uploads/{'0' * 32}")
+
+    assert reply.status == 404
+    assert reply.body["message"]
+
+
+# --- bad input changes nothing -----------------------------------------------------------------
+
+_OK = {"filename": "a.txt", "size": 3}
+
+BAD_REQUESTS: list[tuple[str, str, Any]] = [
+    ("POST", "/uploads", "{not json"),
+    ("POST", "/uploads", ""),
+    ("POST", "/uploads", "[]"),
+    ("POST", "/uploads", "null"),
+    ("POST", "/uploads", {}),
+    ("POST", "/uploads", {"size": 3}),
+    ("POST", "/uploads", {"filename": "a.txt"}),
+    ("POST", "/uploads", {**_OK, "filename": ""}),
+    ("POST", "/uploads", {**_OK, "filename": "   "}),
+    ("POST", "/uploads", {**_OK, "filename": None}),
+    ("POST", "/uploads", {**_OK, "filename": 12}),
+    ("POST", "/uploads", {**_OK, "filename": "x" * 256}),
+    ("POST", "/uploads", {**_OK, "filename": "a\nb.txt"}),
+    ("POST", "/uploads", {**_OK, "filename": "a\x00b"}),
+    ("POST", "/uploads", {**_OK, "size": -1}),
+    ("POST", "/uploads", {**_OK, "size": MAX_OBJECT_SIZE + 1}),
+    ("POST", "/uploads", {**_OK, "size": "3"}),
+    ("POST", "/uploads", {**_OK, "size": 3.5}),
+    ("POST", "/uploads", {**_OK, "size": True}),
+    ("POST", "/uploads", {**_OK, "size": None}),
+    ("POST", "/uploads", {**_OK, "content_type": "text"}),
+    ("POST", "/uploads", {**_OK, "content_type": ""}),
+    ("POST", "/uploads", {**_OK, "content_type": 'text/plain; a="x\r\nSet-Cookie: y"'}),
+    ("POST", "/uploads", {**_OK, "content_type": "text/" + "p" * 300}),
+    ("POST", "/uploads", {**_OK, "sha256": SHA.upper()}),
+    ("POST", "/uploads", {**_OK, "sha256": SHA[:-1]}),
+    ("POST", "/uploads", {**_OK, "sha256": SHA + "\n"}),
+    ("POST", "/uploads", {**_OK, "sha256": ""}),
+    ("POST", "/uploads", {**_OK, "sha256": 1}),
+    ("POST", "/uploads", {**_OK, "owner": "someone-else"}),
+    ("POST", "/uploads", {**_OK, "status": "STORED"}),
+    ("GET", "/uploads/not-an-id", None),
+    ("GET", f"/uploads/{'A' * 32}", None),
+    ("GET", f"/uploads/{'0' * 31}", None),
+    ("GET", f"/uploads/{'0' * 32}%0A", None),
+    ("GET", f"/uploads/{'0' * 32}", None),
+    ("DELETE", "/uploads", None),
+    ("PUT", "/uploads", _OK),
+    ("GET", "/nothing-here", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), BAD_REQUESTS)
+def test_bad_input_is_a_4xx_with_a_message_and_changes_nothing(
+    api: Api, method: str, path: str, body: Any
+) -> None:
+    # Something stored already, so "nothing changed" is checked against a non-empty state.
+    held = api.create().body["upload_id"]
+    api.deliver(held)
+    before = api.state()
+
+    reply = api.call(method, path, body)
+
+    assert 400 <= reply.status < 500, reply
+    assert isinstance(reply.body.get("message"), str) and reply.body["message"]
+    assert reply.headers["Content-Type"] == "application/json"
+    assert api.state() == before
+
+
+def test_declaring_a_held_hash_with_another_size_is_refused(api: Api) -> None:
+    first = api.create(sub="user-123").body["upload_id"]
+    api.deliver(first)
+    before = api.state()
+
+    # Otherwise the 409 would count 5 GiB of savings for a 19-byte file.
+    reply = api.create(sub="user-123", size=5 * 1024**3)
+
+    assert reply.status == 400
+    assert "size" in reply.body["message"]
+    assert api.state() == before
