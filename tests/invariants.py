@@ -27,7 +27,7 @@ CAS = "cas/sha256/"
 COUNTERS = ("files", "uploads", "duplicates", "bytes_saved", "bytes_stored")
 HELD = frozenset({"STORED", "DUPLICATE"})
 TERMINAL = frozenset({"STORED", "DUPLICATE", "REJECTED"})
-REASONS = frozenset({"size_mismatch", "checksum_mismatch"})
+REASONS = frozenset({"size_mismatch", "checksum_mismatch", "aborted"})
 _HEX = frozenset("0123456789abcdef")
 _de = TypeDeserializer()
 

@@ -63,6 +63,7 @@ class UploadStatus(StrEnum):
 class RejectReason(StrEnum):
     SIZE_MISMATCH = "size_mismatch"
     CHECKSUM_MISMATCH = "checksum_mismatch"
+    ABORTED = "aborted"  # the client gave up (DELETE /uploads/{id}) before the bytes were decided
 
 
 # --- identifiers and keys ----------------------------------------------------------------------

@@ -166,6 +166,20 @@ def create_upload(body: CreateUploadRequest) -> Response[CreateUploadResponse]:
 UploadIdParam = Annotated[str, Path(pattern=UPLOAD_ID_PATTERN, description="An upload id")]
 
 
+@app.delete(
+    "/uploads/<upload_id>",
+    summary="Abort a pending upload (its parts are discarded; it ends REJECTED, reason aborted)",
+    responses={
+        204: {"description": "Aborted"},
+        409: _reply("Already stored, duplicate or rejected", ErrorResponse),
+        **_ERRORS,
+    },
+)
+def abort_upload(upload_id: UploadIdParam) -> Response[None]:
+    uploads.abort_upload(upload_id, ledger=_ledger(), store=_store())
+    return Response(status_code=HTTPStatus.NO_CONTENT, body=None)
+
+
 @app.post(
     "/uploads/<upload_id>/parts",
     summary="Presigned URLs for some parts of a multipart upload (at most 100 per call)",

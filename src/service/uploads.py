@@ -7,10 +7,13 @@ from datetime import datetime, timedelta
 
 from adapters.dynamodb import Applied, Ledger
 from adapters.s3 import ObjectStore, PresignedPut
-from domain.errors import AlreadyHeld, NotFound
+from domain.errors import AlreadyHeld, Conflict, NotFound
 from domain.model import (
     MAX_SINGLE_PUT_SIZE,
+    RejectReason,
     Upload,
+    UploadStatus,
+    complete,
     held_duplicate,
     is_upload_id,
     new_upload_id,
@@ -109,3 +112,29 @@ def get_upload(upload_id: str, *, ledger: Ledger) -> Upload:
     if upload is None:
         raise NotFound(f"no upload {upload_id}")
     return upload
+
+
+def abort_upload(upload_id: str, *, ledger: Ledger, store: ObjectStore) -> Upload:
+    """Give up on a pending upload: REJECTED (aborted), parts discarded, nothing counted.
+
+    The guarded transition is the same one the worker uses, so an abort racing the worker ends
+    in exactly one of the two outcomes, never both.
+    """
+    found = ledger.get_multipart_upload(upload_id) if is_upload_id(upload_id) else None
+    if found is None:
+        raise NotFound(f"no upload {upload_id}")
+    upload, state = found
+    if upload.status.terminal:
+        raise Conflict(f"upload {upload_id} is already {upload.status.value}")
+    key = staging_key(upload_id)
+    if state is not None and not state.assembled:
+        store.abort_multipart(key, state.s3_upload_id)
+    aborted = complete(upload, UploadStatus.REJECTED, utcnow(), reason=RejectReason.ABORTED)
+    if ledger.record_rejected(aborted) is not Applied.APPLIED:
+        current = ledger.get_upload(upload_id)
+        raise Conflict(
+            f"upload {upload_id} is already {current.status.value if current else 'gone'}"
+        )
+    # Bytes that already arrived go now; the worker would also remove them on its delivery.
+    store.delete(key)
+    return aborted
