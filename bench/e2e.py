@@ -1,0 +1,170 @@
+"""End to end on the local stack: uploads per second, and time from PUT to terminal status.
+
+The stack (``onecopy_local.LocalStack``: moto behind the strict proxy, the API function behind
+the local API Gateway, its default 2 worker pollers) runs in its own process; N client threads,
+each with its own HTTP session, do what a client does for every upload: POST /uploads with the
+file's size and SHA-256, PUT the bytes to the presigned URL with the signed headers, then poll
+GET /uploads/{id} until the status is terminal. Polls start 10 ms apart and back off 1.5x to
+250 ms (finer than the CLI's 0.2 s start, to resolve latency; polls/upload shows their load).
+Every file is new random bytes (4 KiB), so each upload ends STORED through the HeadObject path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from bench._common import human_size, percentile, serve, table
+
+NAME = "e2e"
+LEVELS = ((1, 100), (8, 200), (32, 200))  # (concurrent clients, uploads)
+FILE_SIZE = 4096
+WARMUP_UPLOADS = 5
+UPLOAD_DEADLINE_S = 60.0
+_FIRST_POLL_S, _BACKOFF, _MAX_POLL_S = 0.010, 1.5, 0.250
+_TERMINAL = {"STORED", "DUPLICATE", "REJECTED"}
+
+
+@dataclass(frozen=True)
+class Upload:
+    status: str  # the terminal status, or what went wrong
+    whole_s: float  # POST to terminal status seen
+    after_put_s: float  # PUT answered (the bytes are in S3) to terminal status seen
+    polls: int
+
+
+@dataclass(frozen=True)
+class Level:
+    clients: int
+    wall_s: float
+    uploads: list[Upload]
+
+    @property
+    def ok(self) -> list[Upload]:
+        return [u for u in self.uploads if u.status in _TERMINAL]
+
+
+def upload_once(session: Any, api_url: str, data: bytes) -> Upload:
+    """One client upload; a failure is a result to count, not a reason to stop the bench."""
+    import requests
+
+    step = ["POST"]
+    try:
+        return _upload(session, api_url, data, step)
+    except requests.RequestException as exc:
+        return Upload(f"{step[0]} {type(exc).__name__}", 0.0, 0.0, 0)
+
+
+def _upload(session: Any, api_url: str, data: bytes, step: list[str]) -> Upload:
+    started = time.perf_counter()
+    created = session.post(
+        f"{api_url}/uploads",
+        json={
+            "filename": "bench.bin",
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        },
+        timeout=30,
+    )
+    if created.status_code != 201:
+        return Upload(f"POST {created.status_code}", 0.0, 0.0, 0)
+    body = created.json()
+    step[0] = "PUT"
+    put = session.put(
+        body["upload"]["url"], data=data, headers=body["upload"]["headers"], timeout=30
+    )
+    if put.status_code != 200:
+        return Upload(f"PUT {put.status_code}", 0.0, 0.0, 0)
+    landed = time.perf_counter()
+    step[0] = "GET"
+    delay, polls, status = _FIRST_POLL_S, 0, "PENDING"
+    while time.perf_counter() - landed < UPLOAD_DEADLINE_S:
+        time.sleep(delay)
+        polls += 1
+        seen = session.get(f"{api_url}/uploads/{body['upload_id']}", timeout=30)
+        status = str(seen.json().get("status")) if seen.status_code == 200 else "GET error"
+        if status in _TERMINAL:
+            break
+        delay = min(delay * _BACKOFF, _MAX_POLL_S)
+    else:
+        status = "timed out"
+    done = time.perf_counter()
+    return Upload(status, done - started, done - landed, polls)
+
+
+def run_level(api_url: str, clients: int, uploads: int, size: int = FILE_SIZE) -> Level:
+    import requests
+
+    local = threading.local()
+
+    def one(_: int) -> Upload:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        return upload_once(local.session, api_url, os.urandom(size))
+
+    with ThreadPoolExecutor(max_workers=clients, thread_name_prefix="client") as pool:
+        started = time.perf_counter()
+        results = list(pool.map(one, range(uploads)))
+        wall = time.perf_counter() - started
+    return Level(clients, wall, results)
+
+
+def run(
+    levels: Sequence[tuple[int, int]] = LEVELS,
+    *,
+    size: int = FILE_SIZE,
+    warmup: int = WARMUP_UPLOADS,
+) -> list[Level]:
+    with serve("stack") as stack:
+        api_url = stack["api_url"]
+        if warmup:
+            run_level(api_url, 1, warmup, size)
+        return [run_level(api_url, clients, uploads, size) for clients, uploads in levels]
+
+
+def report(levels: Sequence[Level], size: int = FILE_SIZE) -> str:
+    rows = []
+    for level in levels:
+        ok = level.ok
+        after = [u.after_put_s * 1000 for u in ok] or [0.0]
+        whole = [u.whole_s * 1000 for u in ok] or [0.0]
+        failed = Counter(u.status for u in level.uploads if u.status not in _TERMINAL)
+        rows.append(
+            (
+                level.clients,
+                len(level.uploads),
+                len(ok) / level.wall_s,
+                percentile(after, 50),
+                percentile(after, 99),
+                percentile(whole, 50),
+                percentile(whole, 99),
+                sum(u.polls for u in ok) / max(len(ok), 1),
+                ", ".join(f"{k} x{v}" for k, v in failed.items()) or "-",
+            )
+        )
+    return table(
+        f"End to end on the local stack ({human_size(size)} files, sha256 declared, 2 workers)",
+        [
+            "clients",
+            "uploads",
+            "uploads/s",
+            "PUT->done p50 ms",
+            "p99 ms",
+            "whole p50 ms",
+            "p99 ms",
+            "polls/upload",
+            "failed",
+        ],
+        rows,
+    )
+
+
+def main() -> None:
+    print(report(run()))

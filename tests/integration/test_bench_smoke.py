@@ -1,0 +1,91 @@
+"""The benchmarks still run: each one at toy sizes, producing numbers (never judged on time)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import calls, coldstart, e2e, hashing
+from bench.__main__ import main as bench_main
+
+pytestmark = pytest.mark.integration
+
+KIB = 1024
+
+
+def _finite_positive(*values: float) -> bool:
+    return all(math.isfinite(v) and v > 0 for v in values)
+
+
+def test_hash_bench_streams_a_small_object_through_proxy_and_moto() -> None:
+    # Given a 64 KiB object in the emulator
+    # When the hash bench inspects and downloads it once per endpoint
+    figures = hashing.run([64 * KIB], repeats={64 * KIB: 1})
+
+    # Then both endpoints give throughput and memory figures
+    assert {f.endpoint for f in figures} == {"proxy", "moto"}
+    for f in figures:
+        assert _finite_positive(f.inspect_mb_s, f.download_mb_s, f.hashlib_mb_s, f.baseline_mib)
+        assert f.peak_above_baseline_mib is None or f.peak_above_baseline_mib >= 0
+    assert "inspect/hashlib" in hashing.report(figures)
+
+
+def test_hash_overlap_check_times_a_paced_reader() -> None:
+    # When hash_stream reads 64 KiB from a reader paced to hashlib's speed
+    figures = hashing.overlap(64 * KIB, repeats=1)
+
+    # Then the read, the hash and their overlap are all timed
+    assert _finite_positive(figures.hashlib_s, figures.read_s, figures.hash_stream_s)
+    assert "vs max(read, hash)" in hashing.report_overlap(figures)
+
+
+def test_calls_bench_counts_requests_and_prices_them() -> None:
+    # Given the handlers against moto
+    # When the calls bench runs each kind of upload once over 4 KiB files
+    flows, biggest_item = calls.run(size=4 * KIB, repeats=1)
+
+    # Then each measured flow counted requests and costs something; multipart is a marked slot
+    measured = [f for f in flows if isinstance(f, calls.Flow)]
+    assert len(measured) == 4
+    assert any(isinstance(f, calls.Placeholder) for f in flows)
+    memory = calls.function_memory_gb()
+    for flow in measured:
+        assert sum(flow.calls["api"].values()) > 0
+        assert calls.cost_per_upload(flow, memory).total > 0
+    assert biggest_item > 0
+    assert "NOT YET AVAILABLE" in calls.report(flows, biggest_item, 4 * KIB)
+
+
+def test_coldstart_bench_times_each_handler_import() -> None:
+    # Given fresh interpreters with the functions' settings
+    # When boto3 and one handler are imported once each
+    figures = coldstart.run(runs=1, modules=["handlers.worker"], importtime_runs=1)
+
+    # Then both have an import time, and the handler an importtime breakdown
+    assert [f.module for f in figures] == [coldstart.BASELINE, "handlers.worker"]
+    for f in figures:
+        assert _finite_positive(f.median_s)
+    assert all(f.offenders and f.offenders.by_module for f in figures[1:])
+    assert "vs boto3" in coldstart.report(figures)
+
+
+def test_e2e_bench_completes_uploads_on_the_local_stack() -> None:
+    # Given the local stack in its own process
+    # When two clients upload two small files
+    (level,) = e2e.run([(2, 2)], size=KIB, warmup=0)
+
+    # Then both uploads reached a terminal status, and the rate and latencies are numbers
+    assert [u.status for u in level.uploads] == ["STORED", "STORED"]
+    assert _finite_positive(level.wall_s, *(u.after_put_s for u in level.uploads))
+    assert "uploads/s" in e2e.report([level], KIB)
+
+
+def test_bench_lists_its_benchmarks(capsys: pytest.CaptureFixture[str]) -> None:
+    # When the bench is asked for its list
+    status = bench_main(["--list"])
+
+    # Then it names every benchmark that can be run by name
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert status == 0
+    assert listed == ["coldstart", "calls", "hash", "e2e"]
