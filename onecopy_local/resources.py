@@ -76,6 +76,9 @@ class Resources:
             "POWERTOOLS_METRICS_NAMESPACE": "onecopy",
             "ALLOWED_ORIGINS": parameter_default("AllowedOrigins"),
             "UPLOAD_URL_TTL_SECONDS": "900",
+            "DOWNLOAD_URL_TTL_SECONDS": "900",
+            # Deployed stacks generate this in Secrets Manager; locally any fixed value will do.
+            "PAGE_TOKEN_SECRET": "local-page-token-secret-not-for-production",
         }
 
 

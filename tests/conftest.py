@@ -72,3 +72,7 @@ def _reset_handler_caches() -> None:
         if module is not None:
             module._ledger.cache_clear()
             module._store.cache_clear()
+
+
+# The session's one `onecopy-local` process, shared by the e2e and browser tests.
+from tests.localstack import local_stack  # noqa: E402, F401

@@ -1,0 +1,152 @@
+"""`make run` / `onecopy-local`: the API, the AWS emulator and the worker, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from onecopy_local._http import LOGGER
+from onecopy_local.stack import (
+    DEFAULT_API_PORT,
+    DEFAULT_EMULATOR_PORT,
+    DEFAULT_VISIBILITY_TIMEOUT,
+    DEFAULT_WORKERS,
+    REGION,
+    LocalStack,
+)
+from onecopy_local.worker import BATCH_SIZE
+
+READY = "Ready. Press Ctrl-C to stop."
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("a port is 0..65535 (0 picks a free one)")
+    return port
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return number
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="onecopy-local",
+        description="Run onecopy locally: the HTTP API, an AWS emulator (moto behind a proxy "
+        "that enforces what S3 enforces) and the worker. State lives in memory.",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=_port(os.environ.get("ONECOPY_PORT", str(DEFAULT_API_PORT))),
+        help="API port (env ONECOPY_PORT; default %(default)s; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--emulator-port",
+        type=_port,
+        default=_port(os.environ.get("ONECOPY_EMULATOR_PORT", str(DEFAULT_EMULATOR_PORT))),
+        help="emulator port (env ONECOPY_EMULATOR_PORT; default %(default)s; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_count,
+        default=DEFAULT_WORKERS,
+        help="concurrent queue pollers, each one worker environment (default %(default)s)",
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=_count,
+        default=DEFAULT_VISIBILITY_TIMEOUT,
+        help="the ingest queue's visibility timeout in seconds, i.e. how soon a failed message "
+        "is retried (default %(default)s; AWS uses template.yaml's value)",
+    )
+    parser.add_argument(
+        "--stop-on-eof",
+        action="store_true",
+        help="also stop when stdin closes (for supervisors and test fixtures)",
+    )
+    return parser.parse_args(argv)
+
+
+def banner(stack: LocalStack) -> str:
+    r = stack.resources
+    pids = ", ".join(str(pid) for pid in stack.worker_pids) or "none"
+    rows = [
+        ("API", stack.api_url),
+        (
+            "Emulator endpoint",
+            f"{stack.endpoint_url}  (AWS_ENDPOINT_URL; credentials testing/testing, {REGION})",
+        ),
+        ("Bucket", r.bucket),
+        ("Queue", r.queue_url),
+        ("Dead-letter queue", r.dlq_url),
+        ("Uploads table", r.uploads_table),
+        ("Contents table", r.contents_table),
+        ("Stats table", r.stats_table),
+        ("Workers", f"{stack.workers} pollers, batches of up to {BATCH_SIZE} (pids {pids})"),
+        (
+            "Visibility timeout",
+            f"{stack.visibility_timeout} s locally, so retries come quickly; AWS uses "
+            f"{stack.template_visibility_timeout} s from template.yaml",
+        ),
+    ]
+    lines = ["onecopy local stack (in memory, 127.0.0.1 only; state is lost on exit)"]
+    lines += [f"  {label:<20}{value}" for label, value in rows]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger(LOGGER).setLevel(logging.INFO)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for a clean shutdown
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    stack = LocalStack(
+        port=args.port,
+        emulator_port=args.emulator_port,
+        workers=args.workers,
+        visibility_timeout=args.visibility_timeout,
+    )
+    try:
+        stack.start()
+    except OSError as exc:
+        print(f"onecopy-local: {exc}", file=sys.stderr)
+        return 1
+    if args.stop_on_eof:
+        threading.Thread(target=_stop_on_eof, args=(stop,), daemon=True).start()
+    print(banner(stack), flush=True)
+    print(READY, flush=True)
+    while not stop.wait(0.5):
+        pass
+    print("Stopping...", flush=True)
+    stack.close()
+    print("Stopped.", flush=True)
+    return 0
+
+
+def _stop_on_eof(stop: threading.Event) -> None:
+    # The raw descriptor: a daemon thread blocked in sys.stdin's buffered reader holds its lock
+    # and makes interpreter shutdown abort.
+    while os.read(0, 1024):
+        pass
+    stop.set()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,467 @@
+"""The AWS emulator: moto behind a strict proxy that closes the gaps where moto is laxer than AWS.
+
+Every client (the handlers, the worker loop, the CLI, tests) talks to the proxy. It:
+
+- serializes requests: one forwarded request at a time, so each emulator request is atomic as in
+  AWS (moto's threaded server is not, and a conditional write would race);
+- verifies presigned S3 requests (signature, expiry, every signed header), so the signed
+  Content-Length, If-None-Match and x-amz-checksum-sha256 bind as they do on S3;
+- rejects a PUT whose body does not match its x-amz-checksum-sha256 (400 BadDigest), and has
+  moto keep the checksum when it does;
+- enforces CopyObject's x-amz-copy-source-if-match / -if-none-match and If-None-Match, which moto
+  ignores;
+- emulates SQS long polling outside the lock, so a waiting ReceiveMessage blocks no one.
+
+GetObject If-Match and PutObject If-None-Match are passed through: moto honours both.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import http.client
+import io
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from tempfile import SpooledTemporaryFile
+from typing import IO
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from xml.sax.saxutils import escape
+
+from moto.server import ThreadedMotoServer
+
+from onecopy_local import sigv4
+from onecopy_local._http import (
+    HOP_BY_HOP,
+    LOGGER,
+    LoopbackHandler,
+    LoopbackServer,
+    RequestBodyError,
+)
+
+log = logging.getLogger(LOGGER)
+
+DEFAULT_CREDENTIALS = {"testing": "testing"}
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024  # larger request bodies wait on disk, not in memory
+_BLOCK = 1024 * 1024
+_LONG_POLL_INTERVAL = 0.05
+_SLOW_SECONDS = 5.0  # an emulator request this slow is worth a line in the log
+_NOT_FORWARDED = HOP_BY_HOP | {"content-length", "expect"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class _Upstream:
+    """moto's server, reached one request at a time."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.lock = threading.Lock()
+
+    def send(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: IO[bytes] | None = None,
+        length: int = 0,
+    ) -> http.client.HTTPResponse:
+        """Send one request; call with ``lock`` held until the response's headers are read.
+
+        moto builds the whole response before it sends the status line, so once the headers
+        are in, the request's effects are complete and the lock can go.
+        """
+        started = time.monotonic()
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=300, blocksize=_BLOCK)
+        conn.connect()
+        connected = time.monotonic()
+        # Headers and body go out in separate writes: without this, Nagle's algorithm meets the
+        # peer's delayed ACK and every request stalls ~40 ms.
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.putheader("Connection", "close")
+        if body is not None or length:
+            conn.putheader("Content-Length", str(length))
+        conn.endheaders()
+        if body is not None:
+            while block := body.read(_BLOCK):
+                conn.send(block)
+        # With "Connection: close" the response owns the socket and closes it once read.
+        response = conn.getresponse()
+        if (elapsed := time.monotonic() - started) > _SLOW_SECONDS:
+            log.warning(
+                "emulator: %s %s took %.1f s (connect %.1f s)",
+                method,
+                target,
+                elapsed,
+                connected - started,
+            )
+        return response
+
+    def read(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes = b"",
+    ) -> _Reply:
+        with self.lock:
+            response = self.send(
+                method, target, headers, io.BytesIO(body) if body else None, len(body)
+            )
+        return _Reply(response.status, response.getheaders(), response.read())
+
+
+class ProxyServer(LoopbackServer):
+    def __init__(
+        self,
+        port: int,
+        upstream: _Upstream,
+        *,
+        region: str,
+        credentials: Mapping[str, str],
+    ) -> None:
+        self.upstream = upstream
+        self.region = region
+        self.credentials = dict(credentials)
+        super().__init__(port, StrictProxyHandler, "emulator")
+
+
+class StrictProxyHandler(LoopbackHandler):
+    server: ProxyServer
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = do_GET
+
+    def _serve(self) -> None:
+        self.begin()
+        try:
+            self._proxy()
+        finally:
+            self.end()
+
+    def _proxy(self) -> None:
+        split = urlsplit(self.path)
+        query = sigv4.query_pairs(split.query)
+        headers = self.header_values()
+        service = _service(headers, query)
+        with SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+            digest = hashlib.sha256()
+            length = 0
+            try:
+                for chunk in self.body_chunks():
+                    spool.write(chunk)
+                    digest.update(chunk)
+                    length += len(chunk)
+            except RequestBodyError as exc:
+                self.close_connection = True
+                self._s3_error(400, "IncompleteBody", str(exc))
+                return
+            spool.seek(0)
+            has_body = length > 0 or "content-length" in headers
+            forward = [
+                (name, value)
+                for name, value in self.headers.items()
+                if name.lower() not in _NOT_FORWARDED
+            ]
+
+            # Browsers send CORS preflights to the presigned URL itself; S3 does not check those.
+            if (
+                self.command != "OPTIONS"
+                and sigv4.is_presigned(query)
+                and sigv4.credential_service(query) == "s3"
+            ):
+                refusal = sigv4.verify_presigned(
+                    method=self.command,
+                    raw_path=split.path,
+                    query=query,
+                    headers=headers,
+                    secrets=self.server.credentials,
+                    region=self.server.region,
+                )
+                if refusal is not None:
+                    self._refuse(refusal.status, refusal.code, refusal.message)
+                    return
+
+            if service == "s3" and not _payload_hash_matches(headers, digest.hexdigest()):
+                self._refuse(
+                    400,
+                    "XAmzContentSHA256Mismatch",
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                )
+                return
+
+            if self.command == "PUT" and service in ("s3", None):
+                problem = _checksum_problem(headers, digest.digest())
+                if problem is not None:
+                    self._refuse(*problem)
+                    return
+                if (
+                    "x-amz-checksum-sha256" in headers
+                    and "x-amz-sdk-checksum-algorithm" not in headers
+                    and "partNumber" not in dict(query)
+                ):
+                    # moto keeps a checksum only when the SDK header names its algorithm.
+                    forward.append(("x-amz-sdk-checksum-algorithm", "SHA256"))
+
+            if self._is_receive_message(headers, service):
+                self._long_poll(headers, forward, spool.read())
+                return
+
+            upstream = self.server.upstream
+            with upstream.lock:
+                failed = None
+                if self.command == "PUT" and "x-amz-copy-source" in headers:
+                    failed = self._copy_precondition(split.path, headers)
+                if failed is None:
+                    response = upstream.send(
+                        self.command, self.path, forward, spool if has_body else None, length
+                    )
+            # Answering the client happens outside the lock: a slow reader must not stall others.
+            if failed is not None:
+                self._refuse(412, "PreconditionFailed", _PRECONDITION, Condition=failed)
+                return
+            self._relay(response)
+
+    # --- S3 rules ----------------------------------------------------------------------------
+
+    def _copy_precondition(self, path: str, headers: dict[str, list[str]]) -> str | None:
+        """The condition a CopyObject fails, if any (moto ignores these). Holds the lock."""
+        source = unquote(headers["x-amz-copy-source"][0].split("?", 1)[0]).lstrip("/")
+        if_match = _first(headers, "x-amz-copy-source-if-match")
+        if_none_match = _first(headers, "x-amz-copy-source-if-none-match")
+        if if_match is not None or if_none_match is not None:
+            etag = self._etag("/" + quote(source, safe="/~"))
+            if etag is not None:
+                if if_match is not None and not _etag_matches(if_match, etag):
+                    return "x-amz-copy-source-If-Match"
+                if if_none_match is not None and _etag_matches(if_none_match, etag):
+                    return "x-amz-copy-source-If-None-Match"
+        target_if_none_match = _first(headers, "if-none-match")
+        if target_if_none_match == "*" and self._etag(path) is not None:
+            return "If-None-Match"
+        return None
+
+    def _etag(self, path: str) -> str | None:
+        """The ETag of an object, or None when it does not exist. Holds the lock."""
+        auth = [
+            (name, value)
+            for name, value in self.headers.items()
+            if name.lower() in ("host", "authorization", "x-amz-date", "x-amz-security-token")
+        ]
+        response = self.server.upstream.send("HEAD", path, auth)
+        response.read()
+        return response.getheader("ETag") if response.status == 200 else None
+
+    # --- SQS long polling --------------------------------------------------------------------
+
+    def _is_receive_message(self, headers: dict[str, list[str]], service: str | None) -> bool:
+        if self.command != "POST" or service not in ("sqs", None):
+            return False
+        target = _first(headers, "x-amz-target") or ""
+        if target:
+            return target == "AmazonSQS.ReceiveMessage"
+        return "form-urlencoded" in (_first(headers, "content-type") or "") and service == "sqs"
+
+    def _long_poll(
+        self, headers: dict[str, list[str]], forward: list[tuple[str, str]], body: bytes
+    ) -> None:
+        """ReceiveMessage with WaitTimeSeconds, polled without holding the emulator's lock."""
+        if _first(headers, "x-amz-target"):
+            request = json.loads(body or b"{}")
+            wait = float(request.get("WaitTimeSeconds") or 0)
+            request["WaitTimeSeconds"] = 0
+            short_poll = json.dumps(request).encode()
+        else:
+            form = parse_qsl(body.decode(), keep_blank_values=True)
+            wait = float(dict(form).get("WaitTimeSeconds") or 0)
+            form = [(k, v) for k, v in form if k != "WaitTimeSeconds"] + [("WaitTimeSeconds", "0")]
+            short_poll = urlencode(form).encode()
+        deadline = time.monotonic() + wait
+        while True:
+            reply = self.server.upstream.read(self.command, self.path, forward, short_poll)
+            if reply.status != 200 or _has_messages(reply.body) or time.monotonic() >= deadline:
+                break
+            time.sleep(min(_LONG_POLL_INTERVAL, max(deadline - time.monotonic(), 0)))
+        self.send_plain(reply.status, _end_to_end(reply.headers), reply.body)
+
+    # --- responses ---------------------------------------------------------------------------
+
+    def _relay(self, response: http.client.HTTPResponse) -> None:
+        headers = _end_to_end(response.getheaders())
+        length = response.getheader("Content-Length")
+        head = self.command == "HEAD"
+        if length is None and not head:
+            self.send_plain(response.status, headers, response.read())
+            return
+        self.send_response_only(response.status, response.reason)
+        for name, value in headers:
+            self.send_header(name, value)
+        if length is not None:
+            self.send_header("Content-Length", length)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if not head:
+            for block in _blocks(response):
+                self.wfile.write(block)
+        response.close()
+
+    def _refuse(self, status: int, code: str, message: str, **extra: str) -> None:
+        log.info("emulator refused %s %s: %s %s", self.command, self.path, status, code)
+        self._s3_error(status, code, message, **extra)
+
+    def _s3_error(self, status: int, code: str, message: str, **extra: str) -> None:
+        request_id = uuid.uuid4().hex[:16].upper()
+        fields = {"Code": code, "Message": message, **extra, "RequestId": request_id}
+        xml = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields.items())
+        body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error>{xml}</Error>'.encode()
+        headers = [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)]
+        if origin := self.headers.get("Origin"):
+            # A browser must be able to read why S3 refused its PUT (BadDigest, expired URL).
+            headers += [
+                ("Access-Control-Allow-Origin", origin),
+                ("Access-Control-Expose-Headers", "ETag"),
+                ("Vary", "Origin"),
+            ]
+        self.send_plain(status, headers, body, head=self.command == "HEAD")
+
+
+_PRECONDITION = "At least one of the pre-conditions you specified did not hold"
+
+
+def _checksum_problem(headers: dict[str, list[str]], digest: bytes) -> tuple[int, str, str] | None:
+    claimed = _first(headers, "x-amz-checksum-sha256")
+    if claimed is None:
+        return None
+    encoding = (_first(headers, "content-encoding") or "").lower()
+    if "aws-chunked" in encoding:
+        return None  # the checksum travels in the chunked body's trailer; moto decodes that
+    try:
+        raw = base64.b64decode(claimed, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        return 400, "InvalidRequest", "Value for x-amz-checksum-sha256 header is invalid."
+    if raw != digest:
+        return (
+            400,
+            "BadDigest",
+            "The SHA256 you specified did not match the calculated checksum.",
+        )
+    return None
+
+
+def _payload_hash_matches(headers: dict[str, list[str]], digest: str) -> bool:
+    """A header-signed S3 request's x-amz-content-sha256, when it is a hash, is the body's."""
+    claimed = _first(headers, "x-amz-content-sha256") or ""
+    if len(claimed) != 64 or "aws-chunked" in (_first(headers, "content-encoding") or ""):
+        return True  # UNSIGNED-PAYLOAD, STREAMING-..., or absent
+    return claimed.lower() == digest
+
+
+def _service(headers: dict[str, list[str]], query: list[tuple[str, str]]) -> str | None:
+    """The service a request was signed for, from its credential scope; None when unsigned."""
+    auth = _first(headers, "authorization") or ""
+    if "Credential=" in auth:
+        scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+        return scope[3] if len(scope) == 5 else None
+    return sigv4.credential_service(query)
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
+
+
+def _etag_matches(condition: str, etag: str) -> bool:
+    wanted = {tag.strip().removeprefix("W/").strip('"') for tag in condition.split(",")}
+    return "*" in wanted or etag.strip().removeprefix("W/").strip('"') in wanted
+
+
+def _has_messages(body: bytes) -> bool:
+    if body.lstrip().startswith(b"{"):
+        return bool(json.loads(body).get("Messages"))
+    return b"<Message>" in body
+
+
+def _end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP | {"content-length"}]
+
+
+def _blocks(response: http.client.HTTPResponse) -> Iterator[bytes]:
+    while block := response.read(_BLOCK):
+        yield block
+
+
+class Emulator:
+    """moto on an internal port, and the strict proxy every client uses, on 127.0.0.1."""
+
+    def __init__(
+        self,
+        port: int = 4566,
+        *,
+        region: str = "us-east-1",
+        credentials: Mapping[str, str] = DEFAULT_CREDENTIALS,
+    ) -> None:
+        self._port = port
+        self.region = region
+        self.credentials = dict(credentials)
+        self._moto: ThreadedMotoServer | None = None
+        self._proxy: ProxyServer | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        assert self._proxy is not None, "start() first"
+        return f"http://127.0.0.1:{self._proxy.port}"
+
+    def start(self) -> Emulator:
+        # Access logs of moto's werkzeug server would drown everything else.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        try:
+            self._proxy = ProxyServer(
+                self._port,
+                _Upstream(host, port),
+                region=self.region,
+                credentials=self.credentials,
+            )
+        except OSError:
+            self._moto.stop()
+            self._moto = None
+            raise
+        self._proxy.start()
+        return self
+
+    def close(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
+            self._proxy = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

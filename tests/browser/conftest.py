@@ -1,0 +1,90 @@
+"""Browser tests: Debian's Chromium driven by Playwright, against the local stack.
+
+Chromium comes from apt (`apt-get install chromium`), never from `playwright install` (it
+downloads a browser build, which fails here). Without it these tests fail, they do not skip.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from onecopy_local.web import static_response
+
+CHROMIUM = os.environ.get("ONECOPY_CHROMIUM", "/usr/bin/chromium")
+
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
+
+# The pipeline (PUT, S3 event, SQS, worker) takes a few seconds locally, not Playwright's 5 s.
+expect.set_options(timeout=30_000)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` "
+            "(or point ONECOPY_CHROMIUM at a Chromium binary). Do not run `playwright install`.",
+            pytrace=False,
+        )
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "headless": True,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+class _StaticHandler(BaseHTTPRequestHandler):
+    """web/ as the local API server serves it, through the same static_response()."""
+
+    def do_GET(self) -> None:
+        found = static_response(self.path)
+        status, headers, body = found if found else (404, {"Content-Type": "text/plain"}, b"")
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def static_site() -> Iterator[str]:
+    """web/ on its own loopback port: the page served apart from the API, as a static host would."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StaticHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture(scope="session")
+def page_url(local_stack: Any) -> str:
+    """The upload page as the product serves it: by the API server, at its root."""
+    return f"{local_stack.api_url}/"
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    return OUTPUT

@@ -1,0 +1,285 @@
+"""The local stack as a separate process (`onecopy-local`), and helpers that drive it as a client.
+
+`local_stack` is one stack for the whole session: its state is shared, so tests use random
+content (new to the stack) and compare counters before and after rather than with zero.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+READY = "Ready. Press Ctrl-C to stop."
+START_TIMEOUT = 120.0  # generous: a loaded CI machine can be slow to import boto3 et al.
+STOP_TIMEOUT = 30.0
+TERMINAL = {"STORED", "DUPLICATE", "REJECTED"}
+STATS_FIELDS = ("files", "uploads", "duplicates", "bytes_saved", "bytes_stored")
+_BANNER_ROW = re.compile(r"^  (?P<label>[A-Z][A-Za-z -]+?)\s{2,}(?P<value>\S+)")
+
+
+def _executable() -> str:
+    # The console script `pip install -e .` put next to this interpreter.
+    script = Path(sys.executable).with_name("onecopy-local")
+    assert script.exists(), "onecopy-local is not installed: run `make venv`"
+    return str(script)
+
+
+@dataclass
+class RunningStack:
+    """A started `onecopy-local` process and what its banner says it serves."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    api_url: str
+    endpoint_url: str
+    bucket: str
+    queue_url: str
+    dlq_url: str
+    uploads_table: str
+    contents_table: str
+    stats_table: str
+    worker_pids: list[int] = field(default_factory=list)
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of the emulator, with the stack's credentials (one per service)."""
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(
+                    service,  # type: ignore[call-overload]
+                    endpoint_url=self.endpoint_url,
+                    region_name="us-east-1",
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                    aws_session_token=None,
+                    config=Config(max_pool_connections=32),
+                )
+            return self._clients[service]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _parse_banner(text: str) -> dict[str, str]:
+    rows = {}
+    for line in text.splitlines():
+        if match := _BANNER_ROW.match(line):
+            rows[match["label"]] = match["value"]
+    return rows
+
+
+@contextmanager
+def start_stack(log_dir: Path, *options: str) -> Iterator[RunningStack]:
+    """Run `onecopy-local --port 0 --emulator-port 0 [options]` until the block ends.
+
+    The process gets a pipe as stdin and --stop-on-eof, so it stops even if this test process is
+    killed outright; normally the block's end sends SIGTERM and expects a clean exit (0).
+    """
+    log_path = log_dir / f"onecopy-local-{time.monotonic_ns()}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env["PYTHONUNBUFFERED"] = "1"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [_executable(), "--port", "0", "--emulator-port", "0", "--stop-on-eof", *options],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # Ctrl-C on pytest must not reach it before we stop it
+        )
+    try:
+        rows = _wait_until_ready(process, log_path)
+        stack = RunningStack(
+            process=process,
+            log_path=log_path,
+            api_url=rows["API"],
+            endpoint_url=rows["Emulator endpoint"],
+            bucket=rows["Bucket"],
+            queue_url=rows["Queue"],
+            dlq_url=rows["Dead-letter queue"],
+            uploads_table=rows["Uploads table"],
+            contents_table=rows["Contents table"],
+            stats_table=rows["Stats table"],
+            worker_pids=[int(p) for p in re.findall(r"\d+", _pids(log_path))],
+        )
+        yield stack
+    finally:
+        code = stop_process(process, signal.SIGTERM)
+    assert code == 0, f"onecopy-local exited with {code}:\n{log_path.read_text()[-4000:]}"
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], log_path: Path) -> dict[str, str]:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")
+        if READY in text.splitlines():
+            return _parse_banner(text)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"onecopy-local did not become ready:\n{log_path.read_text()[-4000:]}")
+
+
+def _pids(log_path: Path) -> str:
+    match = re.search(r"\(pids ([\d, ]+)\)", log_path.read_text())
+    return match[1] if match else ""
+
+
+def stop_process(process: subprocess.Popen[bytes], signum: int) -> int:
+    """Signal the stack and wait for it; kill it (and its group) if it does not stop in time."""
+    if process.poll() is None:
+        with suppress(ProcessLookupError):
+            process.send_signal(signum)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if process.stdin is not None:
+        with suppress(OSError):
+            process.stdin.close()
+    return process.returncode
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """One `onecopy-local` process for the session, on free ports, with its default workers."""
+    with start_stack(tmp_path_factory.mktemp("local-stack")) as stack:
+        yield stack
+
+
+# --- a client's moves -------------------------------------------------------------------------
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def create_upload(
+    api_url: str,
+    data: bytes,
+    *,
+    filename: str = "file.bin",
+    declare_sha256: bool = True,
+    content_type: str | None = None,
+) -> requests.Response:
+    """POST /uploads declaring the size (and, unless told not to, the SHA-256) of ``data``."""
+    body: dict[str, Any] = {"filename": filename, "size": len(data)}
+    if declare_sha256:
+        body["sha256"] = sha256_hex(data)
+    if content_type is not None:
+        body["content_type"] = content_type
+    return requests.post(f"{api_url}/uploads", json=body, timeout=30)
+
+
+def put_bytes(instructions: dict[str, Any], data: bytes) -> requests.Response:
+    """The PUT a client makes with the instructions POST /uploads returned: exactly its headers."""
+    assert instructions["method"] == "PUT"
+    return requests.put(instructions["url"], data=data, headers=instructions["headers"], timeout=60)
+
+
+def get_upload(api_url: str, upload_id: str) -> dict[str, Any]:
+    response = requests.get(f"{api_url}/uploads/{upload_id}", timeout=30)
+    assert response.status_code == 200, response.text
+    view: dict[str, Any] = response.json()
+    return view
+
+
+def wait_for_terminal(api_url: str, upload_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll GET /uploads/{id} until the upload leaves PENDING."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view = get_upload(api_url, upload_id)
+        if view["status"] in TERMINAL:
+            return view
+        assert time.monotonic() < deadline, f"upload {upload_id} still {view['status']}"
+        time.sleep(0.05)
+
+
+def upload(
+    api_url: str,
+    data: bytes,
+    *,
+    filename: str = "file.bin",
+    declare_sha256: bool = True,
+    content_type: str | None = None,
+) -> dict[str, Any]:
+    """The whole client flow: create, PUT, poll. Returns the terminal upload view."""
+    created = create_upload(
+        api_url, data, filename=filename, declare_sha256=declare_sha256, content_type=content_type
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    put = put_bytes(body["upload"], data)
+    assert put.status_code == 200, put.text
+    return wait_for_terminal(api_url, body["upload_id"])
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+# --- what the emulator holds ---------------------------------------------------------------------
+
+
+def read_stats(stack: RunningStack) -> dict[str, int]:
+    """The dedup counters: the sum of every shard of the stats table."""
+    totals = dict.fromkeys(STATS_FIELDS, 0)
+    pages = stack.client("dynamodb").get_paginator("scan").paginate(TableName=stack.stats_table)
+    for page in pages:
+        for item in page["Items"]:
+            for name in STATS_FIELDS:
+                if name in item:
+                    totals[name] += int(item[name]["N"])
+    return totals
+
+
+def count_items(stack: RunningStack, table: str) -> int:
+    pages = stack.client("dynamodb").get_paginator("scan").paginate(TableName=table, Select="COUNT")
+    return sum(page["Count"] for page in pages)
+
+
+def object_keys(stack: RunningStack, prefix: str) -> set[str]:
+    pages = (
+        stack.client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=stack.bucket, Prefix=prefix)
+    )
+    return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+
+
+def object_exists(stack: RunningStack, key: str) -> bool:
+    try:
+        stack.client("s3").head_object(Bucket=stack.bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("404", "NoSuchKey"):
+            return False
+        raise
+    return True

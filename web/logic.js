@@ -1,0 +1,245 @@
+// Pure logic of the upload page: no DOM, no network. Unit-tested in tests/browser/test_logic.py.
+
+/** Files above this size skip the browser hash (WebCrypto digests whole buffers, not streams):
+ * they are uploaded without a sha256 and the server hashes them. */
+export const CLIENT_HASH_LIMIT = 256 * 1024 * 1024;
+
+export function toHex(buffer) {
+  return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
+
+/** 1536 -> "1.5 KiB"; exact bytes below 1 KiB. */
+export function formatBytes(bytes) {
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  if (unit === 0) return `${bytes} B`;
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${UNITS[unit]}`;
+}
+
+export function percent(loaded, total) {
+  if (total <= 0) return 100;
+  return Math.min(100, Math.floor((loaded / total) * 100));
+}
+
+export function shouldHash(size, hasWebCrypto = true) {
+  return hasWebCrypto && size <= CLIENT_HASH_LIMIT;
+}
+
+/** The API base URL: `?api=` wins (and should be remembered), then the remembered one, else the
+ * page's own origin. Returns null for a value that is not an http(s) URL. */
+export function resolveApiUrl({ query, stored, origin }) {
+  const chosen = query || stored || origin;
+  let url;
+  try {
+    url = new URL(chosen);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return null;
+  return url.href.replace(/\/+$/, "");
+}
+
+// Browsers set these themselves and refuse to let scripts set them.
+const FORBIDDEN_HEADERS = new Set(["content-length", "host", "connection", "expect"]);
+
+/** The presigned PUT's headers a script may (and must) send. */
+export function sendableHeaders(headers) {
+  return Object.fromEntries(
+    Object.entries(headers).filter(([name]) => !FORBIDDEN_HEADERS.has(name.toLowerCase())),
+  );
+}
+
+/** Milliseconds to wait before status poll number `attempt` (0-based): 250 ms doubling to 4 s. */
+export function pollDelay(attempt) {
+  return Math.min(250 * 2 ** attempt, 4000);
+}
+
+// --- errors --------------------------------------------------------------------------------------
+
+const XML_ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
+
+function xmlText(xml, tag) {
+  const match = new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(xml);
+  return match ? match[1].replace(/&(amp|lt|gt|quot|apos);/g, (_, e) => XML_ENTITIES[e]) : null;
+}
+
+/** `<Error><Code>BadDigest</Code><Message>...</Message></Error>` -> {code, message}, or null. */
+export function parseS3Error(xml) {
+  if (typeof xml !== "string" || !xml.includes("<Error>")) return null;
+  const code = xmlText(xml, "Code");
+  return code ? { code, message: xmlText(xml, "Message") ?? "" } : null;
+}
+
+/** An error a person can act on. `rejected` marks bytes the storage refused as wrong. */
+export class UploadError extends Error {
+  constructor(message, { rejected = false } = {}) {
+    super(message);
+    this.name = "UploadError";
+    this.rejected = rejected;
+  }
+}
+
+/** The storage service's answer to a failed PUT, explained. status 0 means no HTTP answer. */
+export function explainPutFailure(status, body) {
+  if (status === 0) {
+    return new UploadError(
+      "Could not reach the storage service (network failure, or it refused this site by CORS). " +
+        "Check your connection and try again.",
+    );
+  }
+  const error = parseS3Error(body);
+  const code = error?.code ?? `HTTP ${status}`;
+  switch (code) {
+    case "BadDigest":
+      return new UploadError(
+        "The bytes that arrived do not match the file's SHA-256. " +
+          "The file may have changed while uploading: pick it again.",
+        { rejected: true },
+      );
+    case "AccessDenied":
+      if (/expired/i.test(error.message)) {
+        return new UploadError("The upload link expired before the upload began. Try again.");
+      }
+      return new UploadError(`The storage service denied the upload: ${error.message}`);
+    case "SignatureDoesNotMatch":
+      return new UploadError(
+        "The storage service refused the upload signature. Check that this computer's clock is " +
+          "right, then try again.",
+      );
+    case "PreconditionFailed":
+      return new UploadError("This upload link was already used. Try the file again.");
+    default:
+      return new UploadError(`The storage service refused the upload (${code}). Try again.`);
+  }
+}
+
+export const REJECT_REASONS = {
+  size_mismatch: "the bytes received are not the size that was declared",
+  checksum_mismatch: "the bytes received do not match the declared SHA-256",
+};
+
+// --- the per-file state machine ------------------------------------------------------------------
+
+export const Phase = Object.freeze({
+  QUEUED: "queued",
+  HASHING: "hashing",
+  CREATING: "creating",
+  UPLOADING: "uploading",
+  PROCESSING: "processing",
+  STORED: "stored",
+  DUPLICATE: "duplicate",
+  REJECTED: "rejected",
+  FAILED: "failed",
+});
+
+const FINAL = new Set([Phase.STORED, Phase.DUPLICATE, Phase.REJECTED, Phase.FAILED]);
+
+// Which events each phase accepts; anything else is a bug in the caller.
+const ACCEPTS = {
+  queued: ["hashing", "creating", "failed"],
+  hashing: ["hashed", "failed"],
+  creating: ["created", "held", "failed"],
+  uploading: ["progress", "sent", "failed"],
+  processing: ["status", "failed"],
+};
+
+export function isFinal(phase) {
+  return FINAL.has(phase);
+}
+
+/** A new row for a picked file. */
+export function newRow(name, size) {
+  return { phase: Phase.QUEUED, name, size, loaded: 0, sha256: null, uploadId: null, note: "" };
+}
+
+/**
+ * The row after one event. Events:
+ * {type:"hashing"} {type:"hashed", sha256} {type:"creating"} {type:"created", uploadId}
+ * {type:"held", uploadId} {type:"progress", loaded} {type:"sent"}
+ * {type:"status", body: GET /uploads/{id}} {type:"failed", error: UploadError|Error}
+ */
+export function advance(row, event) {
+  if (!(ACCEPTS[row.phase] ?? []).includes(event.type)) {
+    throw new Error(`a ${row.phase} upload cannot take "${event.type}"`);
+  }
+  switch (event.type) {
+    case "hashing":
+      return { ...row, phase: Phase.HASHING };
+    case "hashed":
+      return { ...row, phase: Phase.CREATING, sha256: event.sha256 };
+    case "creating":
+      return { ...row, phase: Phase.CREATING };
+    case "created":
+      return { ...row, phase: Phase.UPLOADING, uploadId: event.uploadId };
+    case "held":
+      return { ...row, phase: Phase.DUPLICATE, uploadId: event.uploadId, note: "nothing uploaded" };
+    case "progress":
+      return { ...row, loaded: Math.min(event.loaded, row.size) };
+    case "sent":
+      return { ...row, phase: Phase.PROCESSING, loaded: row.size };
+    case "status":
+      return afterStatus(row, event.body);
+    case "failed":
+      return {
+        ...row,
+        phase: event.error.rejected ? Phase.REJECTED : Phase.FAILED,
+        note: event.error.message,
+      };
+  }
+}
+
+function afterStatus(row, body) {
+  switch (body.status) {
+    case "PENDING":
+      return row;
+    case "STORED":
+      return { ...row, phase: Phase.STORED, sha256: body.sha256 ?? row.sha256 };
+    case "DUPLICATE":
+      return { ...row, phase: Phase.DUPLICATE, sha256: body.sha256 ?? row.sha256 };
+    case "REJECTED":
+      return {
+        ...row,
+        phase: Phase.REJECTED,
+        note: REJECT_REASONS[body.reason] ?? body.reason ?? "no reason given",
+      };
+    default:
+      throw new Error(`unknown upload status ${body.status}`);
+  }
+}
+
+/** "1.5 KiB of 3.0 KiB (50%)" */
+export function progressText({ loaded, size }) {
+  return `${formatBytes(loaded)} of ${formatBytes(size)} (${percent(loaded, size)}%)`;
+}
+
+/** The row's status line, as a person reads it (and a screen reader announces it). */
+export function describe(row) {
+  switch (row.phase) {
+    case Phase.QUEUED:
+      return "Waiting";
+    case Phase.HASHING:
+      return "Computing SHA-256…";
+    case Phase.CREATING:
+      return "Starting upload…";
+    case Phase.UPLOADING:
+      return "Uploading…"; // the numbers change often: they go next to the bar, not in here
+    case Phase.PROCESSING:
+      return "Uploaded; checking for duplicates…";
+    case Phase.STORED:
+      return "Stored";
+    case Phase.DUPLICATE:
+      return row.note
+        ? `Duplicate: already stored, ${row.note} (${formatBytes(row.size)} saved)`
+        : `Duplicate: ${formatBytes(row.size)} saved`;
+    case Phase.REJECTED:
+      return `Rejected: ${row.note}`;
+    case Phase.FAILED:
+      return `Failed: ${row.note}`;
+  }
+}
