@@ -6,6 +6,7 @@ import {
   describe,
   formatBytes,
   isFinal,
+  multipartThreshold,
   newRow,
   percent,
   progressText,
@@ -26,8 +27,15 @@ function chooseApi() {
   return linked || remembered || location.origin;
 }
 
+// Files above this size go in parts; `?multipart_threshold=<bytes>` lowers it (tests, flaky links).
+const uploaderOptions = {
+  multipartThreshold: multipartThreshold(
+    new URLSearchParams(location.search).get("multipart_threshold"),
+  ),
+};
+
 let api = new Api(chooseApi());
-let uploader = new Uploader(api);
+let uploader = new Uploader(api, uploaderOptions);
 
 function showApi() {
   $("#api-current").textContent = api.baseUrl;
@@ -48,7 +56,7 @@ $("#settings-form").addEventListener("submit", (event) => {
   if (typed) localStorage.setItem(API_KEY, url);
   else localStorage.removeItem(API_KEY);
   api = new Api(url);
-  uploader = new Uploader(api);
+  uploader = new Uploader(api, uploaderOptions);
   showApi();
   refreshStats();
 });
@@ -127,7 +135,12 @@ function render(item, row, rowApi) {
   const status = item.querySelector(".status");
   const text = describe(row);
   if (status.textContent !== text) status.textContent = text; // unchanged text is not re-announced
-  if ((row.phase === Phase.STORED || row.phase === Phase.DUPLICATE) && row.uploadId) {
+  const held = row.phase === Phase.STORED || row.phase === Phase.DUPLICATE;
+  if (held && row.sha256) {
+    item.querySelector(".sha256 code").textContent = row.sha256;
+    item.querySelector(".sha256").hidden = false;
+  }
+  if (held && row.uploadId) {
     const link = item.querySelector(".download");
     link.href = rowApi.downloadLink(row.uploadId);
     link.hidden = false;

@@ -60,6 +60,97 @@ export function pollDelay(attempt) {
   return Math.min(250 * 2 ** attempt, 4000);
 }
 
+// --- uploads in parts ----------------------------------------------------------------------------
+
+/** Files above this size are sent in parts (the API's own default threshold). */
+export const MULTIPART_THRESHOLD = 100 * 1024 * 1024;
+
+/** The page's multipart threshold: `?multipart_threshold=<bytes>` (a whole number >= 0) when
+ * given, else MULTIPART_THRESHOLD. Lets a test (or a person on a flaky link) use parts for small
+ * files. */
+export function multipartThreshold(query) {
+  if (query === null || query === undefined || !/^\d+$/.test(String(query).trim())) {
+    return MULTIPART_THRESHOLD;
+  }
+  return Number(String(query).trim());
+}
+
+export function wantsMultipart(size, threshold = MULTIPART_THRESHOLD) {
+  return size > threshold;
+}
+
+/** The byte range of every part, as the API planned them: each part_size bytes, the last the
+ * rest. The sizes must be exact: each part URL signs its Content-Length. */
+export function planParts(size, partSize, partCount) {
+  if (!(partSize > 0) || !(partCount > 0) || Math.ceil(size / partSize) !== partCount) {
+    throw new Error(`${partCount} parts of ${partSize} bytes cannot hold ${size} bytes`);
+  }
+  return Array.from({ length: partCount }, (_, index) => {
+    const start = index * partSize;
+    const end = Math.min(start + partSize, size);
+    return { partNumber: index + 1, start, end, size: end - start };
+  });
+}
+
+/** [1..250] -> [[1..100], [101..200], [201..250]]: the API presigns at most 100 parts a call. */
+export function batches(items, size = 100) {
+  const out = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Bytes sent so far over all parts: finished parts in full, in-flight ones as far as they got.
+ * A part that fails starts again from 0, so the total can go down. */
+export class PartProgress {
+  #sizes = new Map();
+  #loaded = new Map();
+
+  constructor(parts) {
+    for (const part of parts) {
+      this.#sizes.set(part.partNumber, part.size);
+      this.#loaded.set(part.partNumber, 0);
+    }
+  }
+
+  /** Records how far one part got; returns the new total. */
+  update(partNumber, loaded) {
+    const size = this.#sizes.get(partNumber);
+    if (size === undefined) throw new Error(`no part ${partNumber}`);
+    this.#loaded.set(partNumber, Math.max(0, Math.min(loaded, size)));
+    return this.total;
+  }
+
+  finish(partNumber) {
+    return this.update(partNumber, this.#sizes.get(partNumber) ?? 0);
+  }
+
+  restart(partNumber) {
+    return this.update(partNumber, 0);
+  }
+
+  get total() {
+    let sum = 0;
+    for (const loaded of this.#loaded.values()) sum += loaded;
+    return sum;
+  }
+}
+
+export const PART_ATTEMPTS = 3;
+
+/** Milliseconds before retry number `retry` (1-based) of a part: 500 ms, then 1 s, 2 s, ... */
+export function partRetryDelay(retry) {
+  return 500 * 2 ** (retry - 1);
+}
+
+/** What to do after a part's PUT failed with `status` (0: no HTTP answer) on attempt `attempt`
+ * (1-based): "retry" with the same URL, "refresh" its URL then retry (403: the URL expired, or its
+ * signature went stale), or "give-up". */
+export function afterPartFailure(status, attempt, attempts = PART_ATTEMPTS) {
+  const transient = status === 0 || status === 408 || status === 429 || status >= 500;
+  if (attempt >= attempts || !(transient || status === 403)) return "give-up";
+  return status === 403 ? "refresh" : "retry";
+}
+
 // --- errors --------------------------------------------------------------------------------------
 
 const XML_ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };

@@ -1,15 +1,26 @@
 // The onecopy API client and the upload of one file: hash, create, send the bytes, poll.
 import {
+  MULTIPART_THRESHOLD,
+  PART_ATTEMPTS,
+  PartProgress,
   UploadError,
+  afterPartFailure,
+  batches,
   explainPutFailure,
   isFinal,
+  partRetryDelay,
+  planParts,
   pollDelay,
   sendableHeaders,
   shouldHash,
+  wantsMultipart,
 } from "./logic.js";
 
 /** How long an uploaded file may stay PENDING before the page stops waiting for it. */
 const PROCESSING_DEADLINE_MS = 5 * 60 * 1000;
+
+/** Parts of one file in flight at once. */
+const PART_CONCURRENCY = 4;
 
 export class Api {
   constructor(baseUrl) {
@@ -50,16 +61,34 @@ export class Api {
   }
 
   /** The upload instructions, or {held: true, upload_id} when this content is already stored. */
-  async createUpload(file, sha256) {
+  async createUpload(file, sha256, { multipart = false } = {}) {
     const request = { filename: file.name, size: file.size };
     if (file.type) request.content_type = file.type;
     if (sha256) request.sha256 = sha256;
+    if (multipart) request.multipart = true;
     const { status, data } = await this.call("POST", "/uploads", request, { accept: [409] });
     if (status === 409) {
       if (data.status !== "DUPLICATE") throw new UploadError(data.message ?? "HTTP 409");
       return { held: true, upload_id: data.upload_id };
     }
     return data;
+  }
+
+  /** Presigned URLs of some parts (at most 100): [{part_number, url, headers}]. */
+  async partUrls(uploadId, partNumbers) {
+    const body = { part_numbers: partNumbers };
+    return (await this.call("POST", `/uploads/${uploadId}/parts`, body)).data.parts;
+  }
+
+  /** Assemble the parts, [{part_number, etag}]; the upload then stays PENDING until processed. */
+  async completeParts(uploadId, parts) {
+    return (await this.call("POST", `/uploads/${uploadId}/complete`, { parts })).data;
+  }
+
+  /** Abandon a pending upload (S3 discards its parts). 204 has no body, so no call(). */
+  async abort(uploadId) {
+    const response = await fetch(`${this.baseUrl}/uploads/${uploadId}`, { method: "DELETE" });
+    if (!response.ok) throw new UploadError(`Could not cancel upload ${uploadId}.`);
   }
 
   async getUpload(uploadId) {
@@ -100,16 +129,164 @@ function putSingle(file, created, { onProgress }) {
   });
 }
 
-async function inParts() {
-  throw new UploadError(
-    "Files this large are uploaded in parts, which this page cannot do yet. " +
-      "Upload this one with the onecopy command-line tool (onecopy upload).",
-  );
+/** One PUT of `body` to a presigned URL; resolves to the response's ETag. Rejects with
+ * {status, body} (status 0: no HTTP answer). `xhrs` collects the request so it can be aborted. */
+function putPart(url, headers, body, { onProgress, xhrs }) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhrs.add(xhr);
+    const settle = (fn, value) => {
+      xhrs.delete(xhr);
+      fn(value);
+    };
+    xhr.open("PUT", url);
+    for (const [name, value] of Object.entries(sendableHeaders(headers))) {
+      xhr.setRequestHeader(name, value);
+    }
+    xhr.upload.onprogress = (event) => onProgress(event.loaded);
+    xhr.onload = () => {
+      if (xhr.status < 200 || xhr.status >= 300) {
+        settle(reject, { status: xhr.status, body: xhr.responseText });
+        return;
+      }
+      const etag = xhr.getResponseHeader("ETag");
+      if (etag) settle(resolve, etag);
+      else
+        settle(
+          reject,
+          new UploadError(
+            "The storage service accepted a part but its ETag was not readable: its CORS " +
+              "configuration must expose the ETag header.",
+          ),
+        );
+    };
+    xhr.onerror = () => settle(reject, { status: 0, body: "" });
+    xhr.onabort = () => settle(reject, new UploadError("The upload was cancelled."));
+    xhr.send(body);
+  });
+}
+
+/** Presigned part URLs, asked for in batches of up to 100 as the parts come up (not all at once:
+ * they expire, and a 5 TiB file has 10,000 parts). */
+class PartUrls {
+  #api;
+  #uploadId;
+  #pending;
+  #asked = new Map();
+
+  constructor(api, uploadId, partNumbers) {
+    this.#api = api;
+    this.#uploadId = uploadId;
+    this.#pending = batches(partNumbers);
+  }
+
+  get(partNumber) {
+    if (!this.#asked.has(partNumber)) {
+      const batch = this.#pending.find((numbers) => numbers.includes(partNumber)) ?? [partNumber];
+      this.#pending = this.#pending.filter((numbers) => numbers !== batch);
+      this.#request(batch);
+    }
+    return this.#asked.get(partNumber);
+  }
+
+  /** A new URL for one part, after storage refused its old one (expired). */
+  refresh(partNumber) {
+    this.#request([partNumber]);
+    return this.#asked.get(partNumber);
+  }
+
+  #request(numbers) {
+    const answer = this.#api.partUrls(this.#uploadId, numbers);
+    for (const number of numbers) {
+      const one = answer.then((parts) => {
+        const found = parts.find((part) => part.part_number === number);
+        if (!found) throw new UploadError(`The API gave no URL for part ${number}.`);
+        return found;
+      });
+      one.catch(() => {}); // awaited by whoever uses this part; unhandled otherwise
+      this.#asked.set(number, one);
+    }
+  }
+}
+
+/** The multipart strategy: parts PUT in parallel, each retried, then assembled by the API. On a
+ * failure nothing can fix, the upload is aborted (DELETE) so S3 drops the parts it holds. */
+async function putInParts(file, created, { api, onProgress }) {
+  const uploadId = created.upload_id;
+  const { part_size: partSize, part_count: partCount } = created.multipart;
+  const parts = planParts(file.size, partSize, partCount);
+  const urls = new PartUrls(api, uploadId, parts.map((part) => part.partNumber));
+  const progress = new PartProgress(parts);
+  const xhrs = new Set();
+  const etags = new Map();
+  let failure = null;
+
+  const sendPart = async (part) => {
+    for (let attempt = 1; ; attempt += 1) {
+      const { url, headers } = await urls.get(part.partNumber);
+      try {
+        const etag = await putPart(url, headers, file.slice(part.start, part.end), {
+          xhrs,
+          onProgress: (loaded) => onProgress(progress.update(part.partNumber, loaded)),
+        });
+        onProgress(progress.finish(part.partNumber));
+        return etag;
+      } catch (error) {
+        if (error instanceof UploadError || failure) throw error;
+        onProgress(progress.restart(part.partNumber));
+        const next = afterPartFailure(error.status, attempt, PART_ATTEMPTS);
+        if (next === "give-up") {
+          const why = explainPutFailure(error.status, error.body);
+          throw new UploadError(
+            `Part ${part.partNumber} of ${partCount} failed after ${attempt} ` +
+              `attempt${attempt === 1 ? "" : "s"}: ${why.message}`,
+            { rejected: why.rejected },
+          );
+        }
+        await sleep(partRetryDelay(attempt));
+        if (failure) throw failure; // another part failed for good meanwhile
+        if (next === "refresh") urls.refresh(part.partNumber);
+      }
+    }
+  };
+
+  const queue = [...parts];
+  const lane = async () => {
+    while (queue.length > 0 && !failure) {
+      const part = queue.shift();
+      etags.set(part.partNumber, await sendPart(part));
+    }
+  };
+
+  try {
+    await Promise.all(
+      Array.from({ length: Math.min(PART_CONCURRENCY, parts.length) }, () =>
+        lane().catch((error) => {
+          failure ??= error;
+          for (const xhr of xhrs) xhr.abort(); // the other parts are wasted work now
+        }),
+      ),
+    );
+    if (failure) throw failure;
+    await api.completeParts(
+      uploadId,
+      parts.map((part) => ({ part_number: part.partNumber, etag: etags.get(part.partNumber) })),
+    );
+  } catch (error) {
+    const aborted = await api.abort(uploadId).then(
+      () => true,
+      () => false,
+    );
+    const after = aborted ? "The upload was cancelled" : `Upload ${uploadId} was left unfinished`;
+    throw new UploadError(`${error.message} ${after}; pick the file again to retry.`, {
+      rejected: error.rejected ?? false,
+    });
+  }
 }
 
 function strategyFor(created) {
   if (created.upload?.method === "PUT") return putSingle;
-  if (created.multipart) return inParts;
+  if (created.multipart) return putInParts;
   throw new UploadError(
     "The API answered with upload instructions this page does not know. Reload the page.",
   );
@@ -145,9 +322,12 @@ export class Uploader {
   #hashing = Promise.resolve();
   #lastOfContent = new Map();
 
-  constructor(api, { concurrency = 3 } = {}) {
+  #multipartThreshold;
+
+  constructor(api, { concurrency = 3, multipartThreshold = MULTIPART_THRESHOLD } = {}) {
     this.#api = api;
     this.#concurrency = concurrency;
+    this.#multipartThreshold = multipartThreshold;
   }
 
   /** Upload one file, reporting each step as an event for logic.advance(); never throws. */
@@ -213,7 +393,9 @@ export class Uploader {
   }
 
   async #send(file, sha256, report) {
-    const created = await this.#api.createUpload(file, sha256);
+    const created = await this.#api.createUpload(file, sha256, {
+      multipart: wantsMultipart(file.size, this.#multipartThreshold),
+    });
     if (created.held) {
       report({ type: "held", uploadId: created.upload_id });
       return;

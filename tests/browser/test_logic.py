@@ -278,3 +278,80 @@ def test_progress_never_exceeds_the_file_size(js: Js) -> None:
 def test_events_out_of_order_are_refused(js: Js, events: list[dict[str, Any]]) -> None:
     with pytest.raises(Error, match="cannot take"):
         js(RUN, events)
+
+
+# --- uploads in parts --------------------------------------------------------------------------
+
+
+def test_parts_cover_the_file_exactly_and_the_last_holds_the_rest(js: Js) -> None:
+    # Given a 20-byte file the API cut into 3 parts of 8; When the page plans the slices
+    parts = js("m.planParts(20, 8, 3)")
+    # Then each part is a contiguous slice of exactly its signed size
+    assert parts == [
+        {"partNumber": 1, "start": 0, "end": 8, "size": 8},
+        {"partNumber": 2, "start": 8, "end": 16, "size": 8},
+        {"partNumber": 3, "start": 16, "end": 20, "size": 4},
+    ]
+    assert js("m.planParts(16, 8, 2).map(p => p.size)") == [8, 8]
+
+
+@pytest.mark.parametrize(("size", "part_size", "count"), [(20, 8, 2), (20, 8, 4), (20, 0, 1)])
+def test_a_plan_that_does_not_fit_the_file_is_refused(
+    js: Js, size: int, part_size: int, count: int
+) -> None:
+    with pytest.raises(Error, match="cannot hold"):
+        js("m.planParts(arg[0], arg[1], arg[2])", [size, part_size, count])
+
+
+def test_part_urls_are_asked_for_at_most_100_at_a_time(js: Js) -> None:
+    sizes = js("m.batches(Array.from({length: 250}, (_, i) => i + 1)).map(b => [b[0], b.length])")
+    assert sizes == [[1, 100], [101, 100], [201, 50]]
+
+
+def test_progress_sums_finished_and_in_flight_parts(js: Js) -> None:
+    totals = js(
+        """(() => {
+          const p = new m.PartProgress(m.planParts(20, 8, 3));
+          return [p.update(1, 5), p.update(3, 4), p.finish(1), p.update(2, 99), p.restart(2),
+                  p.finish(2), p.total];
+        })()"""
+    )
+    # a part's progress is capped at its size, and a restarted part counts from zero again
+    assert totals == [5, 9, 12, 20, 12, 20, 20]
+
+
+@pytest.mark.parametrize(
+    ("status", "attempt", "action"),
+    [
+        (0, 1, "retry"),
+        (503, 2, "retry"),
+        (429, 1, "retry"),
+        (403, 1, "refresh"),
+        (0, 3, "give-up"),
+        (403, 3, "give-up"),
+        (400, 1, "give-up"),
+        (404, 1, "give-up"),
+    ],
+)
+def test_failed_parts_are_retried_three_times_at_most(
+    js: Js, status: int, attempt: int, action: str
+) -> None:
+    assert js("m.afterPartFailure(arg[0], arg[1])", [status, attempt]) == action
+
+
+def test_part_retries_back_off(js: Js) -> None:
+    assert js("[1, 2, 3].map(m.partRetryDelay)") == [500, 1000, 2000]
+
+
+@pytest.mark.parametrize(
+    ("query", "threshold"),
+    [(None, 100 * 1024**2), ("1", 1), ("0", 0), ("-5", 100 * 1024**2), ("big", 100 * 1024**2)],
+)
+def test_the_multipart_threshold_comes_from_the_page_url(
+    js: Js, query: str | None, threshold: int
+) -> None:
+    assert js("m.multipartThreshold(arg)", query) == threshold
+
+
+def test_only_files_above_the_threshold_go_in_parts(js: Js) -> None:
+    assert js("[m.wantsMultipart(m.MULTIPART_THRESHOLD), m.wantsMultipart(2, 1)]") == [False, True]

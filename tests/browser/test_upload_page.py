@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
 from playwright.sync_api import Browser, Locator, Page, Request, Route, expect
+
+from tests.localstack import get_upload
 
 pytestmark = pytest.mark.e2e
 
@@ -140,32 +143,222 @@ def test_an_unreachable_api_says_what_to_check(page: Page, static_site: str) -> 
     expect(page.locator("#stats-error")).to_have_text(f"Statistics unavailable: {advice}")
 
 
-def test_the_api_validation_message_is_shown(upload_page: Page) -> None:
-    # Given a file whose type the API refuses; When it is picked
+def test_the_api_validation_message_is_shown(upload_page: Page, local_stack: Any) -> None:
+    # Given a file whose type the API refuses, and the message the API gives for it
+    body = {"filename": "odd.bin", "size": 3, "content_type": "nonsense", "sha256": sha256(b"odd")}
+    refused = requests.post(f"{local_stack.api_url}/uploads", json=body, timeout=10)
+    assert refused.status_code == 422
+    message = refused.json()["message"]
+    assert "content_type" in message
+    # When it is picked
     upload_page.get_by_label("Files to upload").set_input_files(
         pick("odd.bin", b"odd", mime="nonsense")
     )
     # Then the row shows the API's own message
-    expect(status_of(rows(upload_page).first)).to_have_text(
-        "Failed: body.content_type: Value error, content_type must be a MIME type such as "
-        "application/pdf"
-    )
+    expect(status_of(rows(upload_page).first)).to_have_text(f"Failed: {message}")
 
 
-def test_a_file_the_api_wants_in_parts_is_explained(upload_page: Page, page_url: str) -> None:
-    # Given an API that answers with multipart instructions (asked for here whatever the size)
+def test_a_file_the_api_wants_in_parts_is_uploaded_in_parts(
+    upload_page: Page, page_url: str, local_stack: Any
+) -> None:
+    # Given an API that answers with multipart instructions though the page did not ask for them
     def ask_for_parts(route: Route, request: Request) -> None:
         body = json.loads(request.post_data or "{}")
         route.continue_(post_data=json.dumps({**body, "multipart": True}))
 
     upload_page.route(f"{page_url}uploads", ask_for_parts)
+    parts = part_puts(upload_page, local_stack)
+    data = os.urandom(64)
     # When a file is picked
-    upload_page.get_by_label("Files to upload").set_input_files(pick("big.iso", os.urandom(64)))
-    # Then the row says the page cannot do that yet, and what to use instead
-    expect(status_of(rows(upload_page).first)).to_have_text(
-        "Failed: Files this large are uploaded in parts, which this page cannot do yet. "
-        "Upload this one with the onecopy command-line tool (onecopy upload)."
+    upload_page.get_by_label("Files to upload").set_input_files(pick("small.iso", data))
+    # Then it goes as one part and is stored
+    expect(status_of(rows(upload_page).first)).to_have_text("Stored")
+    expect(rows(upload_page).first.locator(".sha256 code")).to_have_text(sha256(data))
+    assert parts == [1]
+
+
+# --- uploads in parts -------------------------------------------------------------------------
+
+# The local stack cuts uploads into 16 MiB parts: this size makes two, the second 1 MiB.
+TWO_PARTS = 17 * 1024**2
+
+# Records every state of every row, so a test can see what a person saw while it uploaded.
+WATCH_ROWS = """
+window.seen = [];
+new MutationObserver(() => {
+  for (const item of document.querySelectorAll("#uploads > li")) {
+    window.seen.push({
+      name: item.querySelector(".name").textContent,
+      phase: item.dataset.phase,
+      percent: Number(item.querySelector("progress").value),
+      bytes: item.querySelector(".bytes").textContent,
+    });
+  }
+}).observe(document.querySelector("#uploads"), {subtree: true, childList: true,
+  attributes: true, characterData: true});
+"""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def part_number(url: str) -> int | None:
+    found = parse_qs(urlsplit(url).query).get("partNumber")
+    return int(found[0]) if found else None
+
+
+def part_puts(page: Page, local_stack: Any) -> list[int]:
+    """The part numbers of the part PUTs the page sends to storage, in order (retries too)."""
+    sent: list[int] = []
+
+    def record(request: Request) -> None:
+        number = part_number(request.url)
+        if request.method == "PUT" and request.url.startswith(local_stack.endpoint_url) and number:
+            sent.append(number)
+
+    page.on("request", record)
+    return sent
+
+
+@pytest.fixture
+def multipart_page(page: Page, page_url: str) -> Page:
+    """The page told to send every file in parts, as it does above 100 MiB."""
+    page.goto(f"{page_url}?multipart_threshold=1")
+    expect(page.locator("#stat-files")).to_have_attribute("value", re.compile(r"^\d+$"))
+    return page
+
+
+def test_a_file_above_the_threshold_goes_in_parts_and_its_copy_is_a_duplicate(
+    multipart_page: Page, local_stack: Any, tmp_path: Path
+) -> None:
+    # Given a file of two parts, and a copy of it under another name
+    page = multipart_page
+    data = os.urandom(TWO_PARTS)
+    original, copy = tmp_path / "video.mp4", tmp_path / "video (copy).mp4"
+    original.write_bytes(data)
+    copy.write_bytes(data)
+    parts = part_puts(page, local_stack)
+    page.evaluate(WATCH_ROWS)
+
+    # When both are picked
+    page.get_by_label("Files to upload").set_input_files([original, copy])
+
+    # Then the first is stored, with the file's own SHA-256, after sending each part once
+    first, second = rows(page).nth(0), rows(page).nth(1)
+    expect(status_of(first)).to_have_text("Stored")
+    expect(first.locator(".sha256 code")).to_have_text(sha256(data))
+    assert sorted(parts) == [1, 2]
+    # And its progress bar reached 100% while the parts were going up
+    uploading = [s for s in page.evaluate("window.seen") if s["phase"] == "uploading"]
+    assert max(s["percent"] for s in uploading) == 100
+    assert "17 MiB of 17 MiB (100%)" in {s["bytes"] for s in uploading}
+    # And the copy is recognised as a duplicate without sending its bytes
+    expect(status_of(second)).to_have_text(
+        "Duplicate: already stored, nothing uploaded (17 MiB saved)"
     )
+    assert sorted(parts) == [1, 2]
+    # And the download gives back the very bytes
+    link = first.get_by_role("link", name="Download").get_attribute("href") or ""
+    assert page.request.get(link).body() == data
+
+
+def test_a_part_that_fails_once_is_sent_again(
+    multipart_page: Page, local_stack: Any, tmp_path: Path
+) -> None:
+    # Given a network that drops the first attempt of part 2
+    page = multipart_page
+    data = os.urandom(TWO_PARTS)
+    path = tmp_path / "backup.tar"
+    path.write_bytes(data)
+    dropped: list[str] = []
+
+    def drop_first(route: Route, request: Request) -> None:
+        if request.method == "PUT" and not dropped:
+            dropped.append(request.url)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route(lambda url: part_number(url) == 2, drop_first)
+    parts = part_puts(page, local_stack)
+
+    # When the file is uploaded
+    page.get_by_label("Files to upload").set_input_files(path)
+
+    # Then part 2 went twice and the file is stored whole
+    expect(status_of(rows(page).first)).to_have_text("Stored")
+    expect(rows(page).first.locator(".sha256 code")).to_have_text(sha256(data))
+    assert len(dropped) == 1
+    assert sorted(parts) == [1, 2, 2]
+
+
+def test_a_part_whose_url_expired_gets_a_fresh_url(multipart_page: Page, local_stack: Any) -> None:
+    # Given storage that says the first URL of part 1 has expired
+    page = multipart_page
+    refused: list[str] = []
+
+    def expire_first(route: Route, request: Request) -> None:
+        if request.method != "PUT" or refused:
+            route.continue_()
+            return
+        refused.append(request.url)
+        route.fulfill(
+            status=403,
+            headers={"Access-Control-Allow-Origin": "*", "Content-Type": "application/xml"},
+            body="<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+        )
+
+    page.route(lambda url: part_number(url) is not None, expire_first)
+    asked: list[str | None] = []
+    page.on("request", lambda r: asked.append(r.post_data) if r.url.endswith("/parts") else None)
+    parts = part_puts(page, local_stack)
+
+    # When a file is uploaded
+    page.get_by_label("Files to upload").set_input_files(pick("late.bin", os.urandom(1000)))
+
+    # Then the page asked the API for part 1 again and sent it with the new URL
+    expect(status_of(rows(page).first)).to_have_text("Stored")
+    assert len(refused) == 1
+    assert [json.loads(body or "{}") for body in asked] == [{"part_numbers": [1]}] * 2
+    assert parts == [1, 1]
+
+
+def test_a_part_storage_keeps_refusing_cancels_the_upload(
+    multipart_page: Page, local_stack: Any
+) -> None:
+    # Given storage that answers every part PUT with 503 SlowDown
+    page = multipart_page
+    refusals: list[str] = []
+
+    def refuse(route: Route, request: Request) -> None:
+        if request.method != "PUT":
+            route.continue_()
+            return
+        refusals.append(request.url)
+        route.fulfill(
+            status=503,
+            headers={"Access-Control-Allow-Origin": "*", "Content-Type": "application/xml"},
+            body="<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>",
+        )
+
+    page.route(lambda url: part_number(url) is not None, refuse)
+    aborts: list[str] = []
+    page.on("request", lambda r: aborts.append(r.url) if r.method == "DELETE" else None)
+
+    # When a file is uploaded
+    page.get_by_label("Files to upload").set_input_files(pick("slow.bin", os.urandom(1000)))
+
+    # Then after three attempts the row says what failed and what to do
+    expect(status_of(rows(page).first)).to_have_text(
+        "Failed: Part 1 of 1 failed after 3 attempts: The storage service refused the upload "
+        "(SlowDown). Try again. The upload was cancelled; pick the file again to retry."
+    )
+    assert len(refusals) == 3
+    # And the upload was aborted, so the API no longer waits for its bytes
+    assert len(aborts) == 1
+    upload_id = aborts[0].rsplit("/", 1)[1]
+    assert get_upload(local_stack.api_url, upload_id)["status"] == "REJECTED"
 
 
 @pytest.mark.parametrize("key", ["Enter", "Space"])
