@@ -1,13 +1,13 @@
-"""ApiClient: the onecopy HTTP API (and the presigned PUT into the bucket) over one requests
-Session, with every failure turned into an exception whose text can be shown to a person."""
+"""ApiClient: the onecopy HTTP API, and the presigned PUTs and GETs of the bucket, over one
+requests Session; every failure becomes an exception whose text can be shown to a person."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -19,6 +19,7 @@ USER_AGENT = f"onecopy-cli/{__version__}"
 # (connect, read) seconds. The read timeout is the gap between bytes of an answer, not the
 # duration of a PUT: a large body can take as long as it needs.
 TIMEOUT = (5.0, 60.0)
+DOWNLOAD_CHUNK = 1024 * 1024
 
 
 class CliError(Exception):
@@ -49,13 +50,19 @@ class Unreachable(CliError):
 
 
 class StorageError(CliError):
-    """The bucket refused the presigned PUT."""
+    """The bucket refused a presigned PUT (or, with operation="download", a presigned GET)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, operation: str = "upload") -> None:
         self.status = status
         self.code = code
         self.message = message
-        super().__init__(_explain_storage_error(status, code, message))
+        self.operation = operation
+        super().__init__(_explain_storage_error(status, code, message, operation))
+
+    @property
+    def expired(self) -> bool:
+        """The presigned URL outlived its expiry: a fresh URL would be accepted."""
+        return self.status == 403 and "expired" in self.message.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +84,70 @@ class AlreadyStored:
     held: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class MultipartSlot:
+    """201 for an upload in parts: ask for part URLs, PUT every part, then complete."""
+
+    upload_id: str
+    part_size: int
+    part_count: int
+    expires_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartSlot:
+    """Where and how to PUT one part: exactly these headers (Content-Length is signed)."""
+
+    part_number: int
+    url: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPart:
+    """A part the bucket already holds for a multipart upload."""
+
+    part_number: int
+    etag: str
+    size: int
+
+
 class Api(Protocol):
     """The calls commands make: ApiClient over HTTP, or a fake in the unit tests."""
 
     def create_upload(
-        self, *, filename: str, size: int, content_type: str, sha256: str
-    ) -> UploadSlot | AlreadyStored: ...
+        self, *, filename: str, size: int, content_type: str, sha256: str, multipart: bool = False
+    ) -> UploadSlot | MultipartSlot | AlreadyStored: ...
 
     def put_object(
         self, url: str, headers: dict[str, str], body: Iterable[bytes] | bytes
     ) -> None: ...
 
+    def presign_parts(self, upload_id: str, part_numbers: Sequence[int]) -> list[PartSlot]: ...
+
+    def put_part(self, url: str, headers: dict[str, str], body: Iterable[bytes] | bytes) -> str:
+        """PUT one part; returns the ETag the bucket answered with."""
+        ...
+
+    def list_parts(self, upload_id: str) -> list[HeldPart]: ...
+
+    def complete_upload(
+        self, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> dict[str, Any]: ...
+
     def get_upload(self, upload_id: str) -> dict[str, Any]: ...
+
+    def get_metadata(self, identifier: str) -> dict[str, Any]: ...
+
+    def get_download(self, identifier: str) -> dict[str, Any]: ...
+
+    def download(self, url: str) -> Iterator[bytes]:
+        """GET a presigned URL: the body, a chunk at a time."""
+        ...
+
+    def get_stats(self) -> dict[str, Any]: ...
+
+    def list_hashes(self, *, limit: int, token: str | None = None) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
 
@@ -137,14 +196,16 @@ class ApiClient:
         return response
 
     def create_upload(
-        self, *, filename: str, size: int, content_type: str, sha256: str
-    ) -> UploadSlot | AlreadyStored:
-        payload = {
+        self, *, filename: str, size: int, content_type: str, sha256: str, multipart: bool = False
+    ) -> UploadSlot | MultipartSlot | AlreadyStored:
+        payload: dict[str, Any] = {
             "filename": filename,
             "size": size,
             "content_type": content_type,
             "sha256": sha256,
         }
+        if multipart:
+            payload["multipart"] = True
         response = self.request("POST", "/uploads", json=payload, ok=(201, 409))
         body = _json_object(response)
         try:
@@ -153,6 +214,15 @@ class ApiClient:
                     upload_id=str(body["upload_id"]),
                     message=str(body.get("message", "already stored")),
                     held=dict(body.get("held") or {}),
+                )
+            # The server decides: above its threshold it answers with parts even unasked.
+            if body.get("multipart") is not None:
+                plan = body["multipart"]
+                return MultipartSlot(
+                    upload_id=str(body["upload_id"]),
+                    part_size=int(plan["part_size"]),
+                    part_count=int(plan["part_count"]),
+                    expires_at=body.get("expires_at"),
                 )
             upload = body["upload"]
             return UploadSlot(
@@ -164,9 +234,56 @@ class ApiClient:
         except (KeyError, TypeError, AttributeError) as exc:
             raise ApiError(response.status_code, f"unexpected answer from the API: {exc}") from exc
 
+    def presign_parts(self, upload_id: str, part_numbers: Sequence[int]) -> list[PartSlot]:
+        path = f"/uploads/{quote(upload_id, safe='')}/parts"
+        response = self.request("POST", path, json={"part_numbers": list(part_numbers)})
+        body = _json_object(response)
+        try:
+            return [
+                PartSlot(
+                    part_number=int(part["part_number"]),
+                    url=str(part["url"]),
+                    headers={str(k): str(v) for k, v in part["headers"].items()},
+                )
+                for part in body["parts"]
+            ]
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ApiError(response.status_code, f"unexpected answer from the API: {exc}") from exc
+
+    def list_parts(self, upload_id: str) -> list[HeldPart]:
+        response = self.request("GET", f"/uploads/{quote(upload_id, safe='')}/parts")
+        body = _json_object(response)
+        try:
+            return [
+                HeldPart(int(part["part_number"]), str(part["etag"]), int(part["size"]))
+                for part in body["parts"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ApiError(response.status_code, f"unexpected answer from the API: {exc}") from exc
+
+    def complete_upload(self, upload_id: str, parts: Sequence[tuple[int, str]]) -> dict[str, Any]:
+        payload = {"parts": [{"part_number": n, "etag": etag} for n, etag in parts]}
+        path = f"/uploads/{quote(upload_id, safe='')}/complete"
+        return _json_object(self.request("POST", path, json=payload, ok=(200, 202)))
+
     def get_upload(self, upload_id: str) -> dict[str, Any]:
         response = self.request("GET", f"/uploads/{quote(upload_id, safe='')}")
         return _json_object(response)
+
+    def get_metadata(self, identifier: str) -> dict[str, Any]:
+        return _json_object(self.request("GET", f"/metadata/{quote(identifier, safe='')}"))
+
+    def get_download(self, identifier: str) -> dict[str, Any]:
+        return _json_object(self.request("GET", f"/download/{quote(identifier, safe='')}"))
+
+    def get_stats(self) -> dict[str, Any]:
+        return _json_object(self.request("GET", "/admin/stats"))
+
+    def list_hashes(self, *, limit: int, token: str | None = None) -> dict[str, Any]:
+        query: dict[str, str | int] = {"limit": limit}
+        if token is not None:
+            query["last_evaluated_key"] = token
+        return _json_object(self.request("GET", f"/admin/hashes?{urlencode(query)}"))
 
     # --- the bucket --------------------------------------------------------------------------
 
@@ -176,6 +293,18 @@ class ApiClient:
         An iterable body must have a len() equal to its Content-Length: requests then streams it
         with that length instead of switching to chunked encoding, which S3 refuses.
         """
+        self._put(url, headers, body)
+
+    def put_part(self, url: str, headers: dict[str, str], body: Iterable[bytes] | bytes) -> str:
+        response = self._put(url, headers, body)
+        etag = response.headers.get("ETag")
+        if not etag:
+            raise StorageError(response.status_code, "", "the storage answered without an ETag")
+        return etag
+
+    def _put(
+        self, url: str, headers: dict[str, str], body: Iterable[bytes] | bytes
+    ) -> requests.Response:
         host = _origin(url)
         try:
             response = self.session.put(url, data=body, headers=headers, timeout=TIMEOUT)
@@ -186,6 +315,29 @@ class ApiClient:
         if not 200 <= response.status_code < 300:
             code, message = _s3_error(response.text)
             raise StorageError(response.status_code, code, message or response.reason or "")
+        return response
+
+    def download(self, url: str) -> Iterator[bytes]:
+        host = _origin(url)
+        try:
+            response = self.session.get(url, stream=True, timeout=TIMEOUT)
+        except requests.ConnectionError as exc:
+            raise Unreachable("storage endpoint", host, _why(exc)) from exc
+        except requests.Timeout as exc:
+            raise Unreachable("storage endpoint", host, "no answer in time") from exc
+        with response:
+            if not 200 <= response.status_code < 300:
+                code, message = _s3_error(response.text)
+                raise StorageError(
+                    response.status_code,
+                    code,
+                    message or response.reason or "",
+                    operation="download",
+                )
+            try:
+                yield from response.iter_content(DOWNLOAD_CHUNK)
+            except requests.RequestException as exc:
+                raise Unreachable("storage endpoint", host, f"cut off: {_why(exc)}") from exc
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -258,10 +410,10 @@ _STORAGE_HINTS = {
 }
 
 
-def _explain_storage_error(status: int, code: str, message: str) -> str:
-    if code in _STORAGE_HINTS:
+def _explain_storage_error(status: int, code: str, message: str, operation: str) -> str:
+    if operation == "upload" and code in _STORAGE_HINTS:
         return f"{_STORAGE_HINTS[code]} (HTTP {status} {code})"
     if code == "AccessDenied" and "expired" in message.lower():
-        return f"the upload URL expired before the upload started (HTTP {status})"
+        return f"the {operation} URL expired before the {operation} started (HTTP {status})"
     detail = ": ".join(part for part in (code, message) if part)
-    return f"the storage refused the upload (HTTP {status}{' ' + detail if detail else ''})"
+    return f"the storage refused the {operation} (HTTP {status}{' ' + detail if detail else ''})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 
 
@@ -26,4 +27,27 @@ def seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+_UPLOAD_ID_OR_SHA256 = re.compile(r"[0-9a-f]{32}|[0-9a-f]{64}")
+
+
+def upload_or_sha256(text: str) -> str:
+    """An upload id (32 hex characters) or a content's SHA-256 (64), in lowercase."""
+    value = text.strip().lower()
+    if not _UPLOAD_ID_OR_SHA256.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"not an upload id (32 hex characters) or a SHA-256 (64 hex characters): {text!r}"
+        )
+    return value
+
+
+def upload_id(text: str) -> str:
+    value = text.strip().lower()
+    if not _UPLOAD_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"not an upload id (32 hex characters, as printed by `onecopy upload`): {text!r}"
+        )
     return value

@@ -122,6 +122,19 @@ class Progress:
             self.sent_bytes += nbytes
         self._console._changed()
 
+    def skip(self, nbytes: int) -> None:
+        """Bytes that need no sending (parts an earlier run already uploaded) count as done."""
+        with self._lock:
+            self.done_bytes = min(self.done_bytes + nbytes, self.total_bytes)
+        self._console._changed()
+
+    def rewind(self, nbytes: int) -> None:
+        """A failed attempt's bytes will be sent again: take them back."""
+        with self._lock:
+            self.done_bytes = max(self.done_bytes - nbytes, 0)
+            self.sent_bytes = max(self.sent_bytes - nbytes, 0)
+        self._console._changed()
+
     def file_done(self, unsent_bytes: int = 0) -> None:
         """A file finished; bytes it never had to send (a duplicate, a failure) count as done."""
         with self._lock:

@@ -57,20 +57,23 @@ def content_type_of(path: Path) -> str:
 
 
 class FileBody:
-    """Exactly `size` bytes of a file, as an iterable with a len() (so requests sends a
-    Content-Length and streams it), reporting progress and honouring cancellation."""
+    """Exactly `size` bytes of a file from `offset` on (a whole file, or one part of it), as an
+    iterable with a len() (so requests sends a Content-Length and streams it), reporting progress
+    and honouring cancellation. Iterating again starts again: a retried request resends it all."""
 
     def __init__(
         self,
         path: Path,
         size: int,
         *,
+        offset: int = 0,
         on_chunk: Callable[[int], None] | None = None,
         cancel: threading.Event | None = None,
         chunk_size: int = 256 * 1024,
     ) -> None:
         self.path = path
         self.size = size
+        self.offset = offset
         self.on_chunk = on_chunk
         self.cancel = cancel
         self.chunk_size = chunk_size
@@ -85,6 +88,8 @@ class FileBody:
         except OSError as exc:
             raise FileChanged(f"cannot read it any more: {exc.strerror or exc}") from exc
         with stream:
+            if self.offset:
+                stream.seek(self.offset)
             while remaining > 0:
                 if self.cancel is not None and self.cancel.is_set():
                     raise Cancelled

@@ -15,6 +15,7 @@ from onecopy_cli.api import DEFAULT_API_URL, Api, ApiClient, CliError
 from onecopy_cli.commands import COMMANDS
 from onecopy_cli.console import Console
 from onecopy_cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Context
+from onecopy_cli.lambda_client import Invoker, LambdaInvoker
 
 API_URL_ENV = "ONECOPY_API_URL"
 
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onecopy",
         parents=[common],
-        description="Store files once: upload them to onecopy and see what became of them.",
+        description="Store files once: upload them to onecopy, see what became of them, "
+        "download them again.",
         epilog="Run `onecopy COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -46,6 +48,7 @@ def main(
     argv: Sequence[str] | None = None,
     *,
     make_client: Callable[..., Api] = ApiClient,
+    make_invoker: Callable[..., Invoker] = LambdaInvoker,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     environ: dict[str, str] | None = None,
@@ -67,7 +70,14 @@ def main(
         return EXIT_USAGE
 
     console = Console(out, err)
-    ctx = Context(api_url=api_url, console=console, make_client=make_client, color=_color(out, env))
+    ctx = Context(
+        api_url=api_url,
+        console=console,
+        make_client=make_client,
+        color=_color(out, env),
+        environ=env,
+        make_invoker=make_invoker,
+    )
     run: Callable[[argparse.Namespace, Context], int] = args.run
     try:
         return run(args, ctx)

@@ -49,7 +49,7 @@ def result_line(result: FileResult, *, color: bool = False) -> str:
     return "  ".join(parts)
 
 
-def result_json(result: FileResult) -> str:
+def result_json(result: FileResult, *, resume: str | None = None) -> str:
     record: dict[str, Any] = {
         "file": result.path,
         "filename": result.filename,
@@ -65,6 +65,8 @@ def result_json(result: FileResult) -> str:
         record["reason"] = result.reason
     if result.error:
         record["error"] = result.error
+    if resume:
+        record["resume"] = resume
     return json.dumps(record, ensure_ascii=False)
 
 
@@ -92,3 +94,110 @@ def upload_view(view: dict[str, Any], *, color: bool = False) -> str:
     if status == "pending":
         rows.append(("", "waiting for the bytes to arrive and be checked"))
     return "\n".join(f"{label:<9}  {value}".rstrip() for label, value in rows)
+
+
+def _size(nbytes: Any) -> str:
+    if not isinstance(nbytes, int):
+        return "?"
+    return f"{human_size(nbytes)} ({nbytes} bytes)" if nbytes >= 1024 else f"{nbytes} B"
+
+
+def _aligned(rows: list[tuple[str, str]]) -> str:
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value}".rstrip() for label, value in rows)
+
+
+def metadata_view(meta: dict[str, Any], *, color: bool = False) -> str:
+    """GET /metadata/{id}: an upload (it has an upload_id) or a content, as `Label  value` lines."""
+    if "upload_id" in meta:
+        status = str(meta.get("status", "?")).lower()
+        label = paint(status, status, color=color)
+        if meta.get("duplicate"):
+            label += " (the content was already stored: this upload added no bytes)"
+        rows = [
+            ("Upload", str(meta["upload_id"])),
+            ("Status", label),
+            ("File", str(meta.get("filename", "?"))),
+            ("Size", _size(meta.get("size"))),
+            ("Type", str(meta.get("content_type", "?"))),
+            ("SHA-256", str(meta.get("sha256", "?"))),
+            ("Created", str(meta.get("created_at", "?"))),
+            ("Completed", str(meta.get("completed_at", "?"))),
+        ]
+    else:
+        rows = [
+            ("SHA-256", str(meta.get("sha256", "?"))),
+            ("Size", _size(meta.get("size"))),
+            ("Type", str(meta.get("content_type", "?"))),
+            ("Uploads", str(meta.get("upload_count", "?"))),
+            ("First stored", str(meta.get("created_at", "?"))),
+            ("Last upload", str(meta.get("last_uploaded_at", "?"))),
+        ]
+    return _aligned(rows)
+
+
+def stats_view(stats: dict[str, Any]) -> str:
+    """GET /admin/stats for people: counts, and byte totals in KiB/MiB/GiB with the exact value."""
+    return _aligned(
+        [
+            ("Contents stored", str(stats.get("total_files", "?"))),
+            ("Uploads", str(stats.get("total_uploads", "?"))),
+            ("Duplicates avoided", str(stats.get("duplicates_avoided", "?"))),
+            ("Bytes stored", _size(stats.get("total_bytes_stored"))),
+            ("Bytes saved", _size(stats.get("total_s3_size_saved"))),
+        ]
+    )
+
+
+HASHES_HEADER = f"{'SHA-256':<64}  {'SIZE':>9}  {'UPLOADS':>7}  {'CREATED':<20}  TYPE"
+
+
+def hash_row(item: dict[str, Any]) -> str:
+    """One line of `onecopy hashes` under HASHES_HEADER; the created time to the second."""
+    size = item.get("size")
+    created = str(item.get("created_at", "?"))
+    if len(created) > 19 and created[10:11] == "T":
+        created = created[:19] + "Z"
+    return "  ".join(
+        [
+            f"{item.get('sha256', '?'):<64}",
+            (human_size(size) if isinstance(size, int) else "?").rjust(9),
+            f"{item.get('upload_count', '?')!s:>7}",
+            f"{created:<20}",
+            str(item.get("content_type", "?")),
+        ]
+    )
+
+
+_COUNTERS = ("files", "uploads", "duplicates", "bytes_saved", "bytes_stored")
+
+
+def reconcile_view(report: dict[str, Any]) -> str:
+    """The ReconcileFunction's report: a verdict, then counted vs recorded for each counter."""
+    facts = report.get("facts") or {}
+    counters = report.get("counters") or {}
+    drift = report.get("drift") or {}
+    mismatches: dict[str, Any] = report.get("upload_count_mismatches") or {}
+    if report.get("clean"):
+        lines = ["clean: every counter matches the tables"]
+    elif report.get("repaired"):
+        lines = ["repaired: the counters had drifted from the tables and were corrected"]
+    else:
+        lines = ["drift: the counters do not match the tables"]
+    lines.append("")
+    lines.append(f"{'counter':<13}  {'counted':>14}  {'recorded':>14}  {'drift':>10}")
+    for name in _COUNTERS:
+        change = drift.get(name, 0)
+        lines.append(
+            f"{name:<13}  {facts.get(name, '?')!s:>14}  {counters.get(name, '?')!s:>14}  "
+            f"{f'{change:+d}' if isinstance(change, int) and change else '0':>10}"
+        )
+    if mismatches:
+        lines.append("")
+        lines.append(
+            f"upload_count differs from the uploads found for {len(mismatches)} content(s):"
+        )
+        for sha256, counts in sorted(mismatches.items()):
+            recorded, found = counts.get("recorded", "?"), counts.get("found", "?")
+            lines.append(f"  {sha256}  recorded {recorded}, found {found}")
+    return "\n".join(lines)

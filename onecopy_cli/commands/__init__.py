@@ -1,7 +1,12 @@
 """One module per subcommand. Each has `register(subcommands, common)`, which adds its parser and
 sets `run(args, ctx) -> exit code` as the parser's default; main.py lists them in COMMANDS."""
 
+from onecopy_cli.commands import admin as admin
+from onecopy_cli.commands import download as download
+from onecopy_cli.commands import hashes as hashes
+from onecopy_cli.commands import info as info
+from onecopy_cli.commands import stats as stats
 from onecopy_cli.commands import status as status
 from onecopy_cli.commands import upload as upload
 
-COMMANDS = (upload, status)
+COMMANDS = (upload, status, info, download, stats, hashes, admin)

@@ -10,17 +10,31 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterable
+import shlex
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from onecopy_cli.api import AlreadyStored, ApiError, StorageError, Unreachable, UploadSlot
+from onecopy_cli.api import (
+    AlreadyStored,
+    ApiClient,
+    ApiError,
+    HeldPart,
+    MultipartSlot,
+    PartSlot,
+    StorageError,
+    Unreachable,
+    UploadSlot,
+)
 from onecopy_cli.commands.upload import summary
 from onecopy_cli.console import Console
 from onecopy_cli.files import CHUNK, FileBody, FileChanged, content_type_of, sha256_file
 from onecopy_cli.main import build_parser, main
+from onecopy_cli.multipart import PART_ATTEMPTS
 from onecopy_cli.output import human_size, result_json, result_line, upload_view
 from onecopy_cli.upload import FileResult, Outcome, Uploader, wait_until_done
 
@@ -30,19 +44,46 @@ ABSENT_ID = "0123456789abcdef0123456789abcdef"
 
 
 class FakeApi:
-    def __init__(self) -> None:
+    """The service as the CLI sees it, in memory.
+
+    Multipart is modelled as S3 does it: parts are kept by number (a part sent again replaces
+    the old one), each PUT answers with an ETag, and completion needs every part with its ETag.
+    URLs carry a version so that a test can expire one and see a fresh one asked for.
+    """
+
+    def __init__(self, *, part_size: int = 1024, threshold: int = 100 * 1024**2) -> None:
+        self.part_size = part_size
+        self.threshold = threshold
         self.held: set[str] = set()
+        self.contents: dict[str, bytes] = {}
         self.uploads: dict[str, dict[str, Any]] = {}
         self.received: dict[str, bytes] = {}
         self.sent_headers: dict[str, dict[str, str]] = {}
+        self.created: list[dict[str, Any]] = []
         self.create_error: Exception | None = None
         self.put_error: Exception | None = None
         self.verdict: dict[str, Any] | None = None  # forces what the worker decides
         self.closed = False
+        # multipart
+        self.parts: dict[str, dict[int, bytes]] = {}
+        self.part_puts: list[tuple[str, int, dict[str, str]]] = []
+        self.presigned: list[list[int]] = []
+        self.expired: set[str] = set()  # URLs the bucket refuses as expired
+        self.part_errors: dict[int, list[Exception]] = {}  # raised by the next PUTs of a part
+        self.completions: list[list[tuple[int, str]]] = []
+        self.complete_errors: list[Exception] = []
+        self._url_version = 0
+        self._lock = threading.Lock()
+        # reads
+        self.corrupt_downloads = False
+        self.hash_pages: list[tuple[int, str | None]] = []
+
+    # --- uploads ---
 
     def create_upload(
-        self, *, filename: str, size: int, content_type: str, sha256: str
-    ) -> UploadSlot | AlreadyStored:
+        self, *, filename: str, size: int, content_type: str, sha256: str, multipart: bool = False
+    ) -> UploadSlot | MultipartSlot | AlreadyStored:
+        self.created.append({"filename": filename, "size": size, "multipart": multipart})
         if self.create_error is not None:
             raise self.create_error
         upload_id = f"{len(self.uploads) + 1:032x}"
@@ -53,11 +94,17 @@ class FakeApi:
             "content_type": content_type,
             "declared": sha256,
             "status": "PENDING",
+            "created_at": "2025-11-27T14:05:12.000000Z",
         }
         self.uploads[upload_id] = view
         if sha256 in self.held:
-            view.update(status="DUPLICATE", sha256=sha256)
+            self._decide(view, self.contents[sha256])
             return AlreadyStored(upload_id=upload_id, message="already stored")
+        if multipart or size > self.threshold:
+            if size < 1:
+                raise ApiError(400, "a multipart upload needs at least 1 byte")
+            self.parts[upload_id] = {}
+            return MultipartSlot(upload_id, self.part_size, -(-size // self.part_size))
         headers = {"Content-Length": str(size), "Content-Type": content_type, "If-None-Match": "*"}
         return UploadSlot(upload_id, f"https://bucket.test/staging/{upload_id}", headers)
 
@@ -68,20 +115,175 @@ class FakeApi:
         data = body if isinstance(body, bytes) else b"".join(body)
         self.received[upload_id] = data
         self.sent_headers[upload_id] = headers
-        view = self.uploads[upload_id]
+        self._decide(self.uploads[upload_id], data)
+
+    def _decide(self, view: dict[str, Any], data: bytes) -> None:
+        """What the worker does with the bytes that arrived."""
         digest = hashlib.sha256(data).hexdigest()
         if self.verdict is not None:
             view.update(self.verdict)
         elif digest != view["declared"]:
             view.update(status="REJECTED", reason="checksum_mismatch")
         else:
-            view.update(status="DUPLICATE" if digest in self.held else "STORED", sha256=digest)
+            duplicate = digest in self.held
+            view.update(
+                status="DUPLICATE" if duplicate else "STORED",
+                sha256=digest,
+                duplicate=duplicate,
+                completed_at="2025-11-27T14:05:13.000000Z",
+            )
             self.held.add(digest)
+            self.contents[digest] = data
+
+    def _plan(self, upload_id: str) -> tuple[int, int]:
+        size = self.uploads[upload_id]["size"]
+        return size, -(-size // self.part_size)
+
+    def _pending_multipart(self, upload_id: str) -> None:
+        if upload_id not in self.uploads:
+            raise ApiError(404, f"no upload {upload_id}")
+        if upload_id not in self.parts:
+            raise ApiError(409, f"upload {upload_id} is a single PUT, not a multipart upload")
+        if self.uploads[upload_id].get("assembled"):
+            raise ApiError(409, f"upload {upload_id} was already completed")
+
+    def presign_parts(self, upload_id: str, part_numbers: Sequence[int]) -> list[PartSlot]:
+        self._pending_multipart(upload_id)
+        size, count = self._plan(upload_id)
+        assert 1 <= len(part_numbers) <= 100
+        assert all(1 <= n <= count for n in part_numbers)
+        with self._lock:
+            self.presigned.append(list(part_numbers))
+            self._url_version += 1
+            version = self._url_version
+        slots = []
+        for n in part_numbers:
+            length = self.part_size if n < count else size - self.part_size * (count - 1)
+            url = f"https://bucket.test/staging/{upload_id}?partNumber={n}&v={version}"
+            slots.append(PartSlot(n, url, {"Content-Length": str(length)}))
+        return slots
+
+    def put_part(self, url: str, headers: dict[str, str], body: Iterable[bytes] | bytes) -> str:
+        path, query = url.split("?")
+        upload_id = path.rsplit("/", 1)[1]
+        n = int(dict(pair.split("=") for pair in query.split("&"))["partNumber"])
+        with self._lock:
+            self.part_puts.append((upload_id, n, headers))
+            errors = self.part_errors.get(n) or []
+            error = errors.pop(0) if errors else None
+        if url in self.expired:
+            raise StorageError(403, "AccessDenied", "Request has expired")
+        chunks = iter([body] if isinstance(body, bytes) else body)
+        data = next(chunks, b"")
+        if error is not None:
+            raise error  # after the first chunk went out, as a dropped connection would
+        data += b"".join(chunks)
+        assert int(headers["Content-Length"]) == len(data), "the signed length must match"
+        with self._lock:
+            self.parts[upload_id][n] = data
+        return f'"{hashlib.md5(data).hexdigest()}"'
+
+    def list_parts(self, upload_id: str) -> list[HeldPart]:
+        self._pending_multipart(upload_id)
+        return [
+            HeldPart(n, f'"{hashlib.md5(data).hexdigest()}"', len(data))
+            for n, data in sorted(self.parts[upload_id].items())
+        ]
+
+    def complete_upload(self, upload_id: str, parts: Sequence[tuple[int, str]]) -> dict[str, Any]:
+        self.completions.append(list(parts))
+        if self.complete_errors:
+            raise self.complete_errors.pop(0)
+        self._pending_multipart(upload_id)
+        _, count = self._plan(upload_id)
+        held = {part.part_number: part.etag for part in self.list_parts(upload_id)}
+        if [n for n, _ in parts] != list(range(1, count + 1)):
+            raise ApiError(400, f"parts must list each part number from 1 to {count} exactly once")
+        if any(held.get(n) != etag for n, etag in parts):
+            raise ApiError(400, "a part is missing or its ETag is not the one S3 returned")
+        view = self.uploads[upload_id]
+        view["assembled"] = True
+        self._decide(view, b"".join(self.parts[upload_id][n] for n in range(1, count + 1)))
+        return self.get_upload(upload_id)
 
     def get_upload(self, upload_id: str) -> dict[str, Any]:
         if upload_id not in self.uploads:
             raise ApiError(404, f"no upload {upload_id}")
-        return {k: v for k, v in self.uploads[upload_id].items() if k != "declared"}
+        hidden = ("declared", "assembled", "duplicate")
+        return {k: v for k, v in self.uploads[upload_id].items() if k not in hidden}
+
+    # --- reads ---
+
+    def _stored(self, identifier: str) -> dict[str, Any]:
+        if len(identifier) == 64:
+            views = [v for v in self.uploads.values() if v.get("sha256") == identifier]
+        else:
+            views = [self.uploads[identifier]] if identifier in self.uploads else []
+        views = [v for v in views if v["status"] in ("STORED", "DUPLICATE")]
+        if not views:
+            raise ApiError(404, f"nothing stored for {identifier}")
+        return views[0]
+
+    def get_metadata(self, identifier: str) -> dict[str, Any]:
+        view = self._stored(identifier)
+        if len(identifier) == 64:
+            return {
+                "sha256": identifier,
+                "size": len(self.contents[identifier]),
+                "content_type": view["content_type"],
+                "upload_count": sum(v.get("sha256") == identifier for v in self.uploads.values()),
+                "created_at": view["created_at"],
+                "last_uploaded_at": view["completed_at"],
+            }
+        fields = ("upload_id", "filename", "size", "content_type", "status", "sha256")
+        times = ("duplicate", "created_at", "completed_at")
+        return {k: view[k] for k in (*fields, *times)}
+
+    def get_download(self, identifier: str) -> dict[str, Any]:
+        view = self._stored(identifier)
+        return {
+            "url": f"https://bucket.test/cas/sha256/{view['sha256']}?signed",
+            "expires_at": "2025-11-27T15:05:12Z",
+            "filename": view["filename"],
+        }
+
+    def download(self, url: str) -> Iterator[bytes]:
+        data = self.contents[url.split("/")[-1].split("?")[0]]
+        if self.corrupt_downloads:
+            data = bytes([data[0] ^ 1]) + data[1:]
+        for start in range(0, len(data), 7):
+            yield data[start : start + 7]
+
+    def get_stats(self) -> dict[str, Any]:
+        done = [v for v in self.uploads.values() if v["status"] in ("STORED", "DUPLICATE")]
+        duplicates = [v for v in done if v["status"] == "DUPLICATE"]
+        return {
+            "total_files": len(self.contents),
+            "total_uploads": len(done),
+            "duplicates_avoided": len(duplicates),
+            "total_s3_size_saved": sum(v["size"] for v in duplicates),
+            "total_bytes_stored": sum(len(data) for data in self.contents.values()),
+        }
+
+    def list_hashes(self, *, limit: int, token: str | None = None) -> dict[str, Any]:
+        self.hash_pages.append((limit, token))
+        ordered = sorted(self.contents)
+        start = ordered.index(token.removeprefix("after:")) + 1 if token else 0
+        page = ordered[start : start + limit]
+        more = start + limit < len(ordered)
+        return {
+            "items": [
+                {
+                    "sha256": sha256,
+                    "size": len(self.contents[sha256]),
+                    "content_type": "application/octet-stream",
+                    "upload_count": 1,
+                    "created_at": "2025-11-27T14:05:12.123456Z",
+                }
+                for sha256 in page
+            ],
+            "last_evaluated_key": f"after:{page[-1]}" if more else None,
+        }
 
     def close(self) -> None:
         self.closed = True
@@ -168,6 +370,16 @@ def test_api_url_comes_from_the_flag_then_the_environment_then_the_default(
         ["--api", "ftp://example.com", "upload", "a.txt"],
         ["status", "not-an-id"],
         ["frobnicate"],
+        ["upload", "--part-parallel", "0", "a.txt"],
+        ["upload", "--resume", "not-an-id", "a.txt"],
+        ["upload", "--resume", ABSENT_ID, "a.txt", "b.txt"],
+        ["info", "abc"],
+        ["download", "g" * 32],
+        ["hashes", "--limit", "0"],
+        ["hashes", "--limit", "1001"],
+        ["admin"],
+        ["admin", "reconcile", "--stack", "prod", "--lambda-endpoint", "http://127.0.0.1:1"],
+        ["admin", "reconcile", "--stack", "prod", "--function-name", "Reconcile"],
     ],
 )
 def test_usage_errors_exit_2_without_calling_the_api(api: FakeApi, argv: list[str]) -> None:
@@ -442,15 +654,18 @@ def test_a_file_that_shrinks_before_its_put_fails_without_sending_a_short_body(
     assert api.received == {}
 
 
-def test_a_file_over_5_gib_is_refused_before_hashing_or_asking(
+def test_a_file_over_5_tib_is_refused_before_hashing_or_asking(
     api: FakeApi, tmp_path: Path
 ) -> None:
+    # Given a (sparse) file one byte above S3's object limit
     huge = tmp_path / "huge.iso"
     with huge.open("wb") as sparse:
-        sparse.truncate(5 * 1024**3 + 1)
+        sparse.truncate(5 * 1024**4 + 1)
+    # When
     run = Run(api, "upload", str(huge))
+    # Then
     assert run.code == 1
-    assert "at most 5 GiB" in run.err
+    assert "at most 5 TiB" in run.err
     assert api.uploads == {}
 
 
@@ -516,6 +731,387 @@ def test_polling_rides_out_a_server_error_but_not_a_client_error(api: FakeApi) -
         wait_until_done(api, ABSENT_ID, timeout=10, sleep=lambda _: None)
 
 
+# --- upload in parts ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def parts_api() -> FakeApi:
+    # 1 KiB parts keep multipart files small here; the real service uses 5 MiB or more.
+    return FakeApi(part_size=1024)
+
+
+def _random_file(tmp_path: Path, name: str, size: int) -> Path:
+    path = tmp_path / name
+    path.write_bytes(bytes((i * 7 + size) % 251 for i in range(size)))
+    return path
+
+
+def _assembled(api: FakeApi, upload_id: str) -> bytes:
+    return b"".join(data for _, data in sorted(api.parts[upload_id].items()))
+
+
+def test_multipart_sends_each_part_with_its_signed_length_then_completes_with_the_etags(
+    parts_api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a 2.5 KiB file: three parts of 1024, 1024 and 512 bytes
+    big = _random_file(tmp_path, "big.bin", 2560)
+    # When it is uploaded in parts
+    run = Run(parts_api, "upload", "--multipart", str(big))
+    # Then every part went with exactly its signed Content-Length, and the assembled object is
+    # the file, stored
+    assert (run.code, run.err) == (0, ""), run.err
+    (upload_id,) = parts_api.uploads
+    assert parts_api.created[0]["multipart"] is True
+    assert sorted((n, h["Content-Length"]) for _, n, h in parts_api.part_puts) == [
+        (1, "1024"),
+        (2, "1024"),
+        (3, "512"),
+    ]
+    assert _assembled(parts_api, upload_id) == big.read_bytes()
+    (completion,) = parts_api.completions
+    assert [n for n, _ in completion] == [1, 2, 3]
+    assert run.lines == [f"stored     {sha(big.read_bytes())}    2.5 KiB  {big}  {upload_id}"]
+
+
+@pytest.mark.parametrize(("size", "in_parts"), [(100 * 1024**2, False), (100 * 1024**2 + 1, True)])
+def test_files_above_100_mib_go_in_parts_without_asking(
+    tmp_path: Path, size: int, in_parts: bool
+) -> None:
+    # Given a server whose own threshold is higher, so only the CLI's choice counts
+    api = FakeApi(part_size=64 * 1024**2, threshold=1024**3)
+    sparse = tmp_path / "disk.img"
+    with sparse.open("wb") as f:
+        f.truncate(size)
+    # When
+    run = Run(api, "upload", str(sparse))
+    # Then
+    assert run.code == 0, run.err
+    assert api.created[0]["multipart"] is in_parts
+    assert bool(api.part_puts) is in_parts
+
+
+def test_the_servers_answer_decides_even_when_parts_were_not_asked_for(
+    tmp_path: Path,
+) -> None:
+    # Given a server that cuts anything above 2 KiB into parts
+    api = FakeApi(part_size=1024, threshold=2048)
+    mid = _random_file(tmp_path, "mid.bin", 3000)
+    # When
+    run = Run(api, "upload", str(mid))
+    # Then
+    assert run.code == 0, run.err
+    assert api.created[0]["multipart"] is False
+    assert len(api.part_puts) == 3
+
+
+def test_an_empty_file_is_one_empty_put_even_with_multipart(
+    parts_api: FakeApi, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.touch()
+    run = Run(parts_api, "upload", "--multipart", str(empty))
+    assert run.code == 0, run.err
+    assert parts_api.created[0]["multipart"] is False
+    assert list(parts_api.received.values()) == [b""]
+
+
+def test_part_urls_are_asked_for_at_most_100_at_a_time(tmp_path: Path) -> None:
+    # Given a file of 250 one-byte parts
+    api = FakeApi(part_size=1)
+    small = _random_file(tmp_path, "many.bin", 250)
+    # When
+    run = Run(api, "upload", "--multipart", str(small))
+    # Then
+    assert run.code == 0, run.err
+    assert sorted(len(batch) for batch in api.presigned) == [50, 100, 100]
+    assert sorted(n for batch in api.presigned for n in batch) == list(range(1, 251))
+
+
+def test_parts_go_in_parallel_up_to_part_parallel(parts_api: FakeApi, tmp_path: Path) -> None:
+    # Given a bucket that holds the first three PUTs until three are in flight together
+    together = threading.Barrier(3, timeout=10)
+    entered, in_flight, most = [0], [0], [0]
+    lock = threading.Lock()
+    put_part = parts_api.put_part
+
+    def counting_put(url: str, headers: dict[str, str], body: Any) -> str:
+        with lock:
+            entered[0] += 1
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            first = entered[0] <= 3
+        if first:
+            together.wait()  # breaks (and fails the part) unless 3 PUTs run at once
+        try:
+            return put_part(url, headers, body)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    parts_api.put_part = counting_put  # type: ignore[method-assign]
+    big = _random_file(tmp_path, "big.bin", 8 * 1024)
+    # When
+    run = Run(parts_api, "upload", "--multipart", "--part-parallel", "3", str(big))
+    # Then
+    assert run.code == 0, run.err
+    assert most[0] == 3
+
+
+def _parts_uploader(api: FakeApi, sleeps: list[float], **options: Any) -> Uploader:
+    return Uploader(api, multipart=True, sleep=sleeps.append, **options)
+
+
+def test_a_failed_part_is_retried_after_a_backoff_and_counted_once_in_the_progress(
+    parts_api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a bucket that drops part 2 twice, each time after its first bytes arrived
+    cut = Unreachable("storage endpoint", "https://bucket.test", "Connection reset by peer")
+    parts_api.part_errors[2] = [cut, cut]
+    big = _random_file(tmp_path, "big.bin", 3000)
+    console = Console(io.StringIO(), io.StringIO(), interactive=True)
+    progress = console.start_progress(1, 3000)
+    sleeps: list[float] = []
+    # When
+    result = _parts_uploader(parts_api, sleeps, progress=progress).upload(str(big))
+    # Then the third attempt got through, after waiting 0.5 s and then 1 s
+    assert result.outcome is Outcome.STORED, result.error
+    assert [n for _, n, _ in parts_api.part_puts].count(2) == PART_ATTEMPTS
+    assert sleeps[:2] == [0.5, 1.0]
+    # And the progress counts each byte once, however often it was sent
+    assert (progress.done_bytes, progress.sent_bytes) == (3000, 3000)
+
+
+def test_a_part_failing_every_attempt_fails_the_file_as_resumable(
+    parts_api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a bucket that answers 503 to every PUT of part 2
+    busy = StorageError(503, "SlowDown", "Please reduce your request rate.")
+    parts_api.part_errors[2] = [busy] * 5
+    big = _random_file(tmp_path, "big.bin", 3000)
+    sleeps: list[float] = []
+    # When
+    result = _parts_uploader(parts_api, sleeps, part_parallel=1).upload(str(big))
+    # Then it gave up after the third attempt, and the upload can be resumed
+    assert [n for _, n, _ in parts_api.part_puts].count(2) == PART_ATTEMPTS == 3
+    assert sleeps == [0.5, 1.0]
+    assert (result.outcome, result.resumable) == (Outcome.FAILED, True)
+    assert (result.error or "").startswith("part 2 failed 3 times: the storage refused")
+
+
+def test_a_part_the_bucket_refuses_fails_the_file_with_the_resume_command(
+    parts_api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a bucket that refuses part 2 for good (not worth retrying)
+    refusal = StorageError(403, "AccessDenied", "Access Denied")
+    parts_api.part_errors[2] = [refusal] * 5
+    big = _random_file(tmp_path, "my big.bin", 3000)
+    # When
+    run = Run(parts_api, "upload", "--multipart", "--part-parallel", "1", str(big))
+    # Then the file fails, saying how far it got and how to go on
+    (upload_id,) = parts_api.uploads
+    assert run.code == 1
+    assert run.out == ""
+    # One part at a time: once part 2 failed, part 3 was not started
+    assert [n for _, n, _ in parts_api.part_puts] == [1, 2]
+    err = run.err.splitlines()
+    assert err[0].startswith(f"onecopy: {big}: part 2 failed: the storage refused")
+    assert err[0].endswith("(1 of 3 parts uploaded)")
+    assert err[1] == (
+        f"onecopy: upload {upload_id} can be resumed with: "
+        f"onecopy upload --resume {upload_id} '{big}'"
+    )
+    assert parts_api.completions == []
+
+
+def test_an_expired_part_url_is_replaced_at_once(parts_api: FakeApi, tmp_path: Path) -> None:
+    # Given a bucket for which the first URL of part 1 has expired
+    big = _random_file(tmp_path, "big.bin", 2048)
+    parts_api.expired.add(f"https://bucket.test/staging/{1:032x}?partNumber=1&v=1")
+    sleeps: list[float] = []
+    # When
+    result = _parts_uploader(parts_api, sleeps).upload(str(big))
+    # Then a fresh URL was asked for part 1 alone, without waiting, and the upload went on
+    assert result.outcome is Outcome.STORED, result.error
+    assert parts_api.presigned == [[1, 2], [1]]
+    assert sleeps == []
+
+
+def test_a_completion_retried_after_a_dropped_answer_takes_409_as_done(
+    parts_api: FakeApi, tmp_path: Path
+) -> None:
+    # Given an API whose answer to the first completion is lost, although it completed
+    big = _random_file(tmp_path, "big.bin", 2048)
+    lost = Unreachable("onecopy API", "http://api.test", "Connection reset by peer")
+    complete = parts_api.complete_upload
+
+    def complete_then_lose(upload_id: str, parts: Sequence[tuple[int, str]]) -> dict[str, Any]:
+        view = complete(upload_id, parts)
+        if len(parts_api.completions) == 1:
+            raise lost
+        return view
+
+    parts_api.complete_upload = complete_then_lose  # type: ignore[method-assign]
+    # When
+    result = _parts_uploader(parts_api, []).upload(str(big))
+    # Then the second completion's 409 meant the first had worked
+    assert result.outcome is Outcome.STORED, result.error
+    assert len(parts_api.completions) == 2
+
+
+def test_a_refused_completion_can_be_resumed(parts_api: FakeApi, tmp_path: Path) -> None:
+    parts_api.complete_errors = [ApiError(400, "a part is missing or its ETag is not right")]
+    big = _random_file(tmp_path, "big.bin", 2048)
+    result = _parts_uploader(parts_api, []).upload(str(big))
+    assert (result.outcome, result.resumable) == (Outcome.FAILED, True)
+    assert (
+        result.error == "could not complete: a part is missing or its ETag is not right (HTTP 400)"
+    )
+
+
+def test_ctrl_c_during_parts_prints_the_exact_resume_command_which_finishes_the_upload(
+    parts_api: FakeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a file of 6 parts, and a run that is interrupted (a real SIGINT, sent by the test
+    # hook) once 2 parts are in; with --api given, which the resume command must repeat
+    monkeypatch.chdir(tmp_path)
+    big = _random_file(tmp_path, "big.bin", 6 * 1024)
+    run = Run(
+        parts_api,
+        "upload",
+        "--api",
+        "http://api.test:3000",
+        "--multipart",
+        "--part-parallel",
+        "1",
+        "big.bin",
+        environ={"ONECOPY_TEST_INTERRUPT_AFTER_PARTS": "2"},
+    )
+    # Then it stops with 130 and tells how to go on
+    (upload_id,) = parts_api.uploads
+    assert run.code == 130
+    err = run.err.splitlines()
+    assert err[0] == "onecopy: big.bin: interrupted (2 of 6 parts uploaded)"
+    prefix = f"onecopy: upload {upload_id} can be resumed with: "
+    assert err[1].startswith(prefix)
+    command = err[1].removeprefix(prefix)
+    assert command == (f"onecopy upload --api http://api.test:3000 --resume {upload_id} big.bin")
+    assert err[2] == "onecopy: interrupted"
+    assert sorted(parts_api.parts[upload_id]) == [1, 2]
+    # When that command is run
+    sent_before = len(parts_api.part_puts)
+    resumed = Run(parts_api, *shlex.split(command)[1:])
+    # Then only the 4 missing parts are sent, and the file is stored
+    assert (resumed.code, resumed.err) == (0, ""), resumed.err
+    assert sorted(n for _, n, _ in parts_api.part_puts[sent_before:]) == [3, 4, 5, 6]
+    assert _assembled(parts_api, upload_id) == big.read_bytes()
+    assert resumed.lines == [f"stored     {sha(big.read_bytes())}    6.0 KiB  big.bin  {upload_id}"]
+
+
+def _interrupted(api: FakeApi, path: Path, held: Sequence[int]) -> str:
+    """A multipart upload of `path` whose bucket holds only the parts `held`."""
+    answer = api.create_upload(
+        filename=path.name,
+        size=path.stat().st_size,
+        content_type="application/octet-stream",
+        sha256=sha(path.read_bytes()),
+        multipart=True,
+    )
+    assert isinstance(answer, MultipartSlot)
+    data = path.read_bytes()
+    for slot in api.presign_parts(answer.upload_id, list(held)):
+        start = (slot.part_number - 1) * api.part_size
+        api.put_part(slot.url, slot.headers, data[start : start + api.part_size])
+    api.part_puts.clear()
+    return answer.upload_id
+
+
+def test_resume_sends_the_missing_parts_and_a_held_part_of_the_wrong_size_again(
+    parts_api: FakeApi, tmp_path: Path
+) -> None:
+    # Given an upload of 4 parts whose bucket holds parts 1 and 3, part 3 truncated
+    big = _random_file(tmp_path, "big.bin", 4000)
+    upload_id = _interrupted(parts_api, big, held=[1, 3])
+    parts_api.parts[upload_id][3] = parts_api.parts[upload_id][3][:100]
+    # When
+    run = Run(parts_api, "upload", "--resume", upload_id, str(big))
+    # Then
+    assert (run.code, run.err) == (0, ""), run.err
+    assert sorted(n for _, n, _ in parts_api.part_puts) == [2, 3, 4]
+    assert _assembled(parts_api, upload_id) == big.read_bytes()
+    assert run.lines[0].split()[:2] == ["stored", sha(big.read_bytes())]
+
+
+def test_resume_with_another_file_is_refused_before_sending_anything(
+    parts_api: FakeApi, tmp_path: Path
+) -> None:
+    big = _random_file(tmp_path, "big.bin", 4000)
+    upload_id = _interrupted(parts_api, big, held=[1])
+    other = _random_file(tmp_path, "other.bin", 3999)
+    run = Run(parts_api, "upload", "--resume", upload_id, str(other))
+    assert run.code == 1
+    assert run.err == (
+        f"onecopy: {other}: is 3999 bytes but upload {upload_id} was started for 4000 bytes: "
+        "not the same file\n"
+    )
+    assert parts_api.part_puts == []
+
+
+def test_resume_of_a_finished_upload_reports_its_outcome(
+    parts_api: FakeApi, tmp_path: Path
+) -> None:
+    big = _random_file(tmp_path, "big.bin", 2048)
+    first = json.loads(Run(parts_api, "upload", "--json", "--multipart", str(big)).out)
+    run = Run(parts_api, "upload", "--resume", first["upload_id"], str(big))
+    assert run.code == 0, run.err
+    assert run.lines[0].split()[:2] == ["stored", first["sha256"]]
+    assert len(parts_api.completions) == 1
+
+
+def test_resume_of_a_single_put_upload_says_why_not(api: FakeApi, tmp_path: Path) -> None:
+    # Given a single-PUT upload that never got its bytes
+    answer = api.create_upload(
+        filename="a.bin", size=5, content_type="application/octet-stream", sha256="0" * 64
+    )
+    (tmp_path / "a.bin").write_bytes(b"12345")
+    # When
+    run = Run(api, "upload", "--resume", answer.upload_id, str(tmp_path / "a.bin"))
+    # Then
+    assert run.code == 1
+    assert "cannot resume: upload" in run.err
+    assert "is a single PUT, not a multipart upload (HTTP 409)" in run.err
+
+
+def test_json_output_of_a_resumable_failure_carries_the_resume_command(
+    parts_api: FakeApi, tmp_path: Path
+) -> None:
+    parts_api.part_errors[1] = [StorageError(403, "AccessDenied", "Access Denied")] * 5
+    big = _random_file(tmp_path, "big.bin", 2048)
+    run = Run(parts_api, "upload", "--json", "--multipart", "--part-parallel", "1", str(big))
+    (record,) = map(json.loads, run.lines)
+    assert record["status"] == "failed"
+    assert record["resume"] == f"onecopy upload --resume {record['upload_id']} {big}"
+
+
+def test_a_file_that_changes_size_while_its_parts_go_is_not_offered_a_resume(
+    parts_api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a file truncated right after the upload was created
+    big = _random_file(tmp_path, "big.bin", 3000)
+    create = parts_api.create_upload
+
+    def create_then_truncate(**declared: Any) -> Any:
+        answer = create(**declared)
+        big.write_bytes(b"short")
+        return answer
+
+    parts_api.create_upload = create_then_truncate  # type: ignore[method-assign]
+    # When
+    result = _parts_uploader(parts_api, []).upload(str(big))
+    # Then
+    assert (result.outcome, result.resumable) == (Outcome.FAILED, False)
+    assert "start the upload again" in (result.error or "")
+
+
 # --- status ------------------------------------------------------------------------------------
 
 
@@ -537,6 +1133,394 @@ def test_status_of_an_unknown_upload_exits_1_with_the_apis_message(api: FakeApi)
     run = Run(api, "status", ABSENT_ID)
     assert run.code == 1
     assert run.err == f"onecopy: no upload {ABSENT_ID} (HTTP 404)\n"
+
+
+# --- info --------------------------------------------------------------------------------------
+
+
+def _stored(api: FakeApi, path: Path) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(Run(api, "upload", "--json", str(path)).out)
+    return record
+
+
+def test_info_shows_an_uploads_metadata(api: FakeApi, hello: Path) -> None:
+    upload = _stored(api, hello)
+    run = Run(api, "info", upload["upload_id"].upper())
+    assert run.code == 0, run.err
+    assert run.lines == [
+        f"Upload     {upload['upload_id']}",
+        "Status     stored",
+        "File       hello.txt",
+        "Size       15 B",
+        "Type       text/plain",
+        f"SHA-256    {sha(hello.read_bytes())}",
+        "Created    2025-11-27T14:05:12.000000Z",
+        "Completed  2025-11-27T14:05:13.000000Z",
+    ]
+
+
+def test_info_says_when_an_upload_was_a_duplicate(
+    api: FakeApi, hello: Path, tmp_path: Path
+) -> None:
+    _stored(api, hello)
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(hello.read_bytes())
+    duplicate = _stored(api, copy)
+    run = Run(api, "info", duplicate["upload_id"])
+    assert "Status     duplicate (the content was already stored" in run.out
+    assert "File       copy.txt" in run.out
+
+
+def test_info_by_sha256_shows_the_content(api: FakeApi, hello: Path, tmp_path: Path) -> None:
+    _stored(api, hello)
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(hello.read_bytes())
+    _stored(api, copy)
+    run = Run(api, "info", sha(hello.read_bytes()))
+    assert run.code == 0, run.err
+    assert "Uploads       2" in run.lines
+    assert f"SHA-256       {sha(hello.read_bytes())}" in run.lines
+
+
+def test_info_json_is_the_apis_metadata(api: FakeApi, hello: Path) -> None:
+    upload = _stored(api, hello)
+    run = Run(api, "info", "--json", upload["upload_id"])
+    assert json.loads(run.out) == api.get_metadata(upload["upload_id"])
+
+
+def test_info_of_nothing_stored_exits_1_with_the_apis_message(api: FakeApi) -> None:
+    run = Run(api, "info", ABSENT_ID)
+    assert (run.code, run.out) == (1, "")
+    assert run.err == f"onecopy: nothing stored for {ABSENT_ID} (HTTP 404)\n"
+
+
+# --- download ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty current directory, where downloads land by default."""
+    here = tmp_path / "downloads"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    return here
+
+
+def test_download_saves_under_the_uploads_name_and_verifies_it(
+    api: FakeApi, hello: Path, elsewhere: Path
+) -> None:
+    upload = _stored(api, hello)
+    run = Run(api, "download", upload["upload_id"])
+    assert (run.code, run.err) == (0, ""), run.err
+    assert (elsewhere / "hello.txt").read_bytes() == hello.read_bytes()
+    assert run.lines == [f"saved  {sha(hello.read_bytes())}       15 B  hello.txt"]
+    assert [p.name for p in elsewhere.iterdir()] == ["hello.txt"]
+
+
+def test_a_duplicate_downloads_under_its_own_name(
+    api: FakeApi, hello: Path, tmp_path: Path, elsewhere: Path
+) -> None:
+    _stored(api, hello)
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(hello.read_bytes())
+    duplicate = _stored(api, copy)
+    run = Run(api, "download", duplicate["upload_id"])
+    assert run.code == 0, run.err
+    assert (elsewhere / "copy.txt").read_bytes() == hello.read_bytes()
+    assert not (elsewhere / "hello.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"), [("renamed.txt", "renamed.txt"), ("sub", "sub/hello.txt")]
+)
+def test_download_to_a_path_or_into_a_directory(
+    api: FakeApi, hello: Path, elsewhere: Path, output: str, expected: str
+) -> None:
+    (elsewhere / "sub").mkdir()
+    upload = _stored(api, hello)
+    run = Run(api, "download", upload["upload_id"], "-o", output)
+    assert run.code == 0, run.err
+    assert (elsewhere / expected).read_bytes() == hello.read_bytes()
+
+
+def test_download_never_writes_outside_the_target_directory(
+    api: FakeApi, tmp_path: Path, elsewhere: Path
+) -> None:
+    # Given an upload whose stored name climbs out of its directory
+    sneaky = tmp_path / "sneaky.txt"
+    sneaky.write_bytes(b"sneaky")
+    upload = _stored(api, sneaky)
+    api.uploads[upload["upload_id"]]["filename"] = "../../etc/evil.txt"
+    # When
+    run = Run(api, "download", upload["upload_id"])
+    # Then only its last component is used
+    assert run.code == 0, run.err
+    assert (elsewhere / "evil.txt").read_bytes() == b"sneaky"
+    assert not (tmp_path / "etc").exists()
+
+
+def test_download_refuses_to_overwrite_unless_forced(
+    api: FakeApi, hello: Path, elsewhere: Path
+) -> None:
+    upload = _stored(api, hello)
+    (elsewhere / "hello.txt").write_bytes(b"mine")
+    refused = Run(api, "download", upload["upload_id"])
+    assert refused.code == 1
+    assert refused.err == "onecopy: hello.txt already exists (--force overwrites it)\n"
+    assert (elsewhere / "hello.txt").read_bytes() == b"mine"
+    forced = Run(api, "download", "--force", upload["upload_id"])
+    assert forced.code == 0, forced.err
+    assert (elsewhere / "hello.txt").read_bytes() == hello.read_bytes()
+
+
+def test_download_with_the_wrong_bytes_saves_nothing_and_exits_1(
+    api: FakeApi, hello: Path, elsewhere: Path
+) -> None:
+    # Given a bucket that serves corrupted bytes, and an older file of the same name
+    upload = _stored(api, hello)
+    api.corrupt_downloads = True
+    (elsewhere / "hello.txt").write_bytes(b"mine")
+    # When it is downloaded over that file
+    run = Run(api, "download", "--force", upload["upload_id"])
+    # Then nothing is saved (no partial file either) and the older file is intact
+    assert (run.code, run.out) == (1, "")
+    assert "are not the stored content" in run.err
+    assert f"SHA-256 {sha(hello.read_bytes())}); nothing was saved" in run.err
+    assert [p.name for p in elsewhere.iterdir()] == ["hello.txt"]
+    assert (elsewhere / "hello.txt").read_bytes() == b"mine"
+
+
+def test_download_of_a_missing_directory_is_a_clear_error(
+    api: FakeApi, hello: Path, elsewhere: Path
+) -> None:
+    upload = _stored(api, hello)
+    run = Run(api, "download", upload["upload_id"], "-o", "no/such/dir/x.txt")
+    assert run.code == 1
+    assert run.err == "onecopy: cannot write no/such/dir/x.txt: No such file or directory\n"
+
+
+def test_download_of_nothing_stored_exits_1(api: FakeApi, elsewhere: Path) -> None:
+    run = Run(api, "download", ABSENT_ID)
+    assert run.code == 1
+    assert run.err == f"onecopy: nothing stored for {ABSENT_ID} (HTTP 404)\n"
+    assert list(elsewhere.iterdir()) == []
+
+
+# --- stats and hashes --------------------------------------------------------------------------
+
+
+def _mixed_run(api: FakeApi, tmp_path: Path) -> list[bytes]:
+    """Three contents stored, one of them uploaded twice more under other names."""
+    datas = [b"a" * 3000, b"b" * 2_000_000, b"c"]
+    for i, data in enumerate(datas):
+        (tmp_path / f"f{i}").write_bytes(data)
+        _stored(api, tmp_path / f"f{i}")
+    for name in ("again1", "again2"):
+        (tmp_path / name).write_bytes(datas[1])
+        _stored(api, tmp_path / name)
+    return datas
+
+
+def test_stats_for_people_humanises_bytes(api: FakeApi, tmp_path: Path) -> None:
+    _mixed_run(api, tmp_path)
+    run = Run(api, "stats")
+    assert run.code == 0, run.err
+    assert run.lines == [
+        "Contents stored     3",
+        "Uploads             5",
+        "Duplicates avoided  2",
+        "Bytes stored        1.9 MiB (2003001 bytes)",
+        "Bytes saved         3.8 MiB (4000000 bytes)",
+    ]
+
+
+def test_stats_json_is_the_apis(api: FakeApi, tmp_path: Path) -> None:
+    _mixed_run(api, tmp_path)
+    run = Run(api, "stats", "--json")
+    assert json.loads(run.out) == api.get_stats()
+
+
+def test_hashes_walks_every_page(api: FakeApi, tmp_path: Path) -> None:
+    datas = _mixed_run(api, tmp_path)
+    run = Run(api, "hashes", "--limit", "1")
+    assert run.code == 0, run.err
+    assert run.lines[0].split() == ["SHA-256", "SIZE", "UPLOADS", "CREATED", "TYPE"]
+    rows = [line.split() for line in run.lines[1:]]
+    assert [row[0] for row in rows] == sorted(sha(d) for d in datas)
+    assert [limit for limit, _ in api.hash_pages] == [1, 1, 1]
+    row = next(r for r in rows if r[0] == sha(datas[0]))
+    assert row[1:] == ["2.9", "KiB", "1", "2025-11-27T14:05:12Z", "application/octet-stream"]
+
+
+def test_hashes_json_is_one_object_per_line(api: FakeApi, tmp_path: Path) -> None:
+    datas = _mixed_run(api, tmp_path)
+    run = Run(api, "hashes", "--json", "--limit", "2")
+    records = [json.loads(line) for line in run.lines]
+    assert sorted(r["sha256"] for r in records) == sorted(sha(d) for d in datas)
+    assert {r["size"] for r in records} == {len(d) for d in datas}
+    assert len(api.hash_pages) == 2
+
+
+def test_hashes_of_an_empty_store_is_the_header_alone(api: FakeApi) -> None:
+    run = Run(api, "hashes")
+    assert (run.code, len(run.lines)) == (0, 1)
+
+
+def test_hashes_stops_on_a_page_token_that_comes_back(api: FakeApi, tmp_path: Path) -> None:
+    _mixed_run(api, tmp_path)
+
+    def circular(*, limit: int, token: str | None = None) -> dict[str, Any]:
+        return {"items": [], "last_evaluated_key": "same"}
+
+    api.list_hashes = circular  # type: ignore[method-assign]
+    run = Run(api, "hashes")
+    assert run.code == 1
+    assert "the same page token twice" in run.err
+
+
+# --- admin reconcile (the invoker faked; tests/integration/test_lambda_api.py uses boto3) --------
+
+
+class FakeInvoker:
+    made: list[dict[str, Any]] = []
+
+    def __init__(self, *, endpoint_url: str | None, region: str | None) -> None:
+        self.made.append({"endpoint_url": endpoint_url, "region": region})
+        self.calls: list[tuple[str, Any]] = []
+
+    def invoke(self, function_name: str, payload: dict[str, Any]) -> Any:
+        self.made[-1]["invoked"] = (function_name, payload)
+        return {"clean": True, "repaired": False, "facts": {}, "counters": {}, "drift": {}}
+
+    def stack_output(self, stack_name: str, output_key: str) -> str:
+        assert output_key == "ReconcileFunctionName"
+        return f"{stack_name}-ReconcileFunction-AbC123"
+
+
+def _reconcile(*args: str, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    FakeInvoker.made = []
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["admin", "reconcile", *args],
+        make_invoker=FakeInvoker,
+        stdout=out,
+        stderr=err,
+        environ=environ or {},
+    )
+    assert (code, err.getvalue()) == (0, "")
+    (made,) = FakeInvoker.made
+    return made
+
+
+def test_reconcile_goes_to_the_local_endpoint_by_default() -> None:
+    assert _reconcile() == {
+        "endpoint_url": "http://127.0.0.1:3001",
+        "region": None,
+        "invoked": ("ReconcileFunction", {"repair": False}),
+    }
+
+
+def test_reconcile_endpoint_from_the_environment_then_the_flag() -> None:
+    env = {"ONECOPY_LAMBDA_ENDPOINT": "http://127.0.0.1:9001"}
+    assert _reconcile(environ=env)["endpoint_url"] == "http://127.0.0.1:9001"
+    flagged = _reconcile("--lambda-endpoint", "http://127.0.0.1:9002", environ=env)
+    assert flagged["endpoint_url"] == "http://127.0.0.1:9002"
+
+
+def test_reconcile_in_a_deployed_stack_uses_its_output_and_no_endpoint() -> None:
+    made = _reconcile(
+        "--stack",
+        "onecopy-prod",
+        "--region",
+        "eu-west-1",
+        "--repair",
+        environ={"ONECOPY_LAMBDA_ENDPOINT": "http://127.0.0.1:9001"},
+    )
+    assert made == {
+        "endpoint_url": None,
+        "region": "eu-west-1",
+        "invoked": ("onecopy-prod-ReconcileFunction-AbC123", {"repair": True}),
+    }
+
+
+# --- ApiClient: the wire format of the new calls (a stub transport, no network) -----------------
+
+
+class StubTransport(requests.adapters.BaseAdapter):
+    """Answers each request with the next canned (status, headers, body); keeps the requests."""
+
+    def __init__(self, *answers: tuple[int, dict[str, str], bytes]) -> None:
+        super().__init__()
+        self.answers = list(answers)
+        self.sent: list[requests.PreparedRequest] = []
+
+    def send(self, request: requests.PreparedRequest, **_: Any) -> requests.Response:
+        self.sent.append(request)
+        status, headers, body = self.answers.pop(0)
+        response = requests.Response()
+        response.status_code = status
+        response.headers.update(headers)
+        response.raw = io.BytesIO(body)
+        response.url = request.url or ""
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def _client(*answers: tuple[int, dict[str, str], bytes]) -> tuple[ApiClient, StubTransport]:
+    transport = StubTransport(*answers)
+    client = ApiClient("http://api.test")
+    client.session.mount("http://", transport)
+    client.session.mount("https://", transport)
+    return client, transport
+
+
+def test_client_asks_for_parts_and_reads_the_multipart_plan() -> None:
+    answer = {
+        "upload_id": "ab" * 16,
+        "status": "PENDING",
+        "multipart": {"part_size": 16777216, "part_count": 7},
+        "expires_at": "2025-11-28T00:00:00Z",
+    }
+    client, transport = _client((201, {}, json.dumps(answer).encode()))
+    slot = client.create_upload(
+        filename="big.iso",
+        size=100_000_000,
+        content_type="application/octet-stream",
+        sha256="cd" * 32,
+        multipart=True,
+    )
+    assert slot == MultipartSlot("ab" * 16, 16777216, 7, "2025-11-28T00:00:00Z")
+    assert json.loads(transport.sent[0].body or b"")["multipart"] is True
+
+
+def test_client_returns_a_parts_etag_and_refuses_an_answer_without_one() -> None:
+    client, transport = _client((200, {"ETag": '"0a1b"'}, b""), (200, {}, b""))
+    headers = {"Content-Length": "3"}
+    assert client.put_part("https://bucket.test/k?partNumber=1", headers, b"abc") == '"0a1b"'
+    assert transport.sent[0].headers["Content-Length"] == "3"
+    with pytest.raises(StorageError, match="without an ETag"):
+        client.put_part("https://bucket.test/k?partNumber=2", headers, b"abc")
+
+
+def test_client_says_when_a_download_url_expired() -> None:
+    expired = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+    client, _ = _client((403, {}, expired))
+    with pytest.raises(StorageError) as caught:
+        list(client.download("https://bucket.test/cas/sha256/ab"))
+    assert caught.value.expired
+    assert str(caught.value) == "the download URL expired before the download started (HTTP 403)"
+
+
+def test_client_sends_the_page_token_encoded() -> None:
+    page = {"items": [], "last_evaluated_key": None}
+    client, transport = _client((200, {}, json.dumps(page).encode()))
+    client.list_hashes(limit=5, token="a+b/c=")
+    assert transport.sent[0].url == (
+        "http://api.test/admin/hashes?limit=5&last_evaluated_key=a%2Bb%2Fc%3D"
+    )
 
 
 # --- progress ----------------------------------------------------------------------------------

@@ -1,0 +1,415 @@
+"""The installed `onecopy` command against the local stack, run the way a person runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+
+
+def _onecopy_executable() -> str:
+    # The console script installed next to this interpreter by `pip install -e .`.
+    beside = Path(sys.executable).with_name("onecopy")
+    found = str(beside) if beside.exists() else shutil.which("onecopy")
+    assert found, "the onecopy console script is not installed: run `make venv`"
+    return found
+
+
+ONECOPY = _onecopy_executable()
+
+
+class Cli:
+    def __init__(self, api_url: str, cwd: Path) -> None:
+        self.api_url = api_url
+        self.cwd = cwd
+
+    def __call__(
+        self,
+        *args: str,
+        api_url: str | None = None,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        environ = {
+            **os.environ,
+            "ONECOPY_API_URL": api_url or self.api_url,
+            "NO_COLOR": "1",
+            **(env or {}),
+        }
+        return subprocess.run(
+            [ONECOPY, *args],
+            cwd=cwd or self.cwd,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def json(self, *args: str) -> Any:
+        result = self(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def cli(local_stack: Any, tmp_path: Path) -> Cli:
+    return Cli(local_stack.api_url, tmp_path)
+
+
+def _new_file(directory: Path, name: str, size: int = 4096) -> Path:
+    # Random bytes: the stack lives for the whole session, so content must be new to it.
+    path = directory / name
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_uploading_the_same_file_twice_prints_stored_then_duplicate(
+    cli: Cli, local_stack: Any, tmp_path: Path
+) -> None:
+    # Given a file the service has never seen
+    report = _new_file(tmp_path, "report.bin", size=300_000)
+    digest = _sha256(report)
+
+    # When it is uploaded, and then uploaded again
+    first = cli("upload", "report.bin")
+    second = cli("upload", "report.bin")
+
+    # Then the first upload stores it and the second finds it already stored
+    assert (first.returncode, first.stderr) == (0, ""), first.stderr
+    status, sha, *_size, name, upload_id = first.stdout.split()
+    assert (status, sha, name) == ("stored", digest, "report.bin")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split()[:2] == ["duplicate", digest]
+    assert "already stored" in second.stdout
+    assert second.stdout.split()[5] != upload_id
+    # And the bytes are in the bucket under their content key
+    s3 = boto3.client("s3", endpoint_url=local_stack.endpoint_url)
+    holders = [
+        bucket["Name"]
+        for bucket in s3.list_buckets()["Buckets"]
+        if s3.list_objects_v2(Bucket=bucket["Name"], Prefix=f"cas/sha256/{digest}")["KeyCount"]
+    ]
+    assert len(holders) == 1
+
+
+def test_two_files_in_one_call_each_get_a_line(cli: Cli, tmp_path: Path) -> None:
+    # Given two new files, one of them empty
+    a = _new_file(tmp_path, "a.bin", size=70_000)
+    empty = tmp_path / "empty.txt"
+    empty.touch()
+
+    # When both are uploaded in one call
+    result = cli("upload", "--json", "a.bin", "empty.txt")
+
+    # Then each has its own result, and both were stored (or, for the empty file, already were)
+    assert result.returncode == 0, result.stderr
+    records = {r["file"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert set(records) == {"a.bin", "empty.txt"}
+    assert records["a.bin"]["status"] == "stored"
+    assert records["a.bin"]["sha256"] == _sha256(a)
+    assert records["empty.txt"]["status"] in ("stored", "duplicate")
+    assert records["empty.txt"]["size"] == 0
+
+
+def test_status_shows_what_became_of_an_upload(cli: Cli, tmp_path: Path) -> None:
+    # Given an uploaded file
+    photo = _new_file(tmp_path, "photo.jpg")
+    upload_id = json.loads(cli("upload", "--json", "photo.jpg").stdout)["upload_id"]
+
+    # When its status is asked for, for people and for programs
+    human = cli("status", upload_id)
+    raw = cli("status", "--json", upload_id)
+
+    # Then both say it is stored, with its hash
+    assert human.returncode == 0, human.stderr
+    assert "Status     stored" in human.stdout
+    assert f"SHA-256    {_sha256(photo)}" in human.stdout
+    assert "Type       image/jpeg" in human.stdout
+    view = json.loads(raw.stdout)
+    assert (view["upload_id"], view["status"], view["sha256"]) == (
+        upload_id,
+        "STORED",
+        _sha256(photo),
+    )
+
+
+def test_status_of_an_unknown_upload_fails_clearly(cli: Cli) -> None:
+    result = cli("status", "0" * 32)
+    assert result.returncode == 1
+    assert result.stderr == f"onecopy: no upload {'0' * 32} (HTTP 404)\n"
+
+
+def test_a_missing_file_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+    # Given one real file and one that does not exist
+    _new_file(tmp_path, "here.bin")
+
+    # When both are uploaded
+    result = cli("upload", "here.bin", "not-here.bin")
+
+    # Then the missing one is named in a one-line error, the other is still stored
+    assert result.returncode == 1
+    assert result.stderr == "onecopy: not-here.bin: no such file\n"
+    assert result.stdout.split()[0] == "stored"
+
+
+def test_an_unreachable_api_gets_a_message_not_a_traceback(cli: Cli, tmp_path: Path) -> None:
+    # Given an address where nothing listens
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    _new_file(tmp_path, "a.bin")
+    _new_file(tmp_path, "b.bin")
+    api_url = f"http://127.0.0.1:{closed_port}"
+
+    # When files are uploaded there
+    result = cli("upload", "a.bin", "b.bin", api_url=api_url)
+
+    # Then one clear message says so, once
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"onecopy: cannot reach the onecopy API at {api_url}")
+    assert result.stderr.count("cannot reach") == 1
+    assert "Traceback" not in result.stderr
+
+
+# --- reading back: info, download, stats, hashes ----------------------------------------------
+
+
+def _upload_json(cli: Cli, name: str) -> dict[str, Any]:
+    result = cli("upload", "--json", name)
+    assert result.returncode == 0, result.stderr
+    record: dict[str, Any] = json.loads(result.stdout)
+    return record
+
+
+def test_info_and_download_give_back_the_uploaded_bytes(cli: Cli, tmp_path: Path) -> None:
+    # Given a stored file
+    original = _new_file(tmp_path, "notes.txt", size=200_000)
+    upload_id = _upload_json(cli, "notes.txt")["upload_id"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    # When its metadata is asked for, and it is downloaded in another directory
+    info = cli("info", upload_id)
+    download = cli("download", upload_id, cwd=elsewhere)
+
+    # Then the metadata names it, and the download is the same bytes under the same name
+    assert info.returncode == 0, info.stderr
+    assert "Status     stored" in info.stdout
+    assert "File       notes.txt" in info.stdout
+    assert f"SHA-256    {_sha256(original)}" in info.stdout
+    assert (download.returncode, download.stderr) == (0, "")
+    assert download.stdout.split()[:2] == ["saved", _sha256(original)]
+    assert (elsewhere / "notes.txt").read_bytes() == original.read_bytes()
+    # And a second download does not overwrite it unasked
+    again = cli("download", upload_id, cwd=elsewhere)
+    assert again.returncode == 1
+    assert again.stderr == "onecopy: notes.txt already exists (--force overwrites it)\n"
+
+
+def test_a_duplicate_downloads_under_its_own_name(cli: Cli, tmp_path: Path) -> None:
+    # Given a stored file, and the same bytes uploaded again under another name
+    original = _new_file(tmp_path, "first.bin", size=50_000)
+    shutil.copyfile(original, tmp_path / "second.bin")
+    _upload_json(cli, "first.bin")
+    duplicate = _upload_json(cli, "second.bin")
+    assert duplicate["status"] == "duplicate"
+    out = tmp_path / "out"
+    out.mkdir()
+
+    # When the duplicate is looked up and downloaded
+    meta = cli.json("info", duplicate["upload_id"])
+    result = cli("download", duplicate["upload_id"], "-o", "out")
+
+    # Then it is the same content, saved under the duplicate's own name
+    assert (meta["status"], meta["duplicate"], meta["filename"]) == (
+        "DUPLICATE",
+        True,
+        "second.bin",
+    )
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in out.iterdir()] == ["second.bin"]
+    assert (out / "second.bin").read_bytes() == original.read_bytes()
+
+
+def test_a_content_is_found_and_downloaded_by_its_sha256(cli: Cli, tmp_path: Path) -> None:
+    # Given a content uploaded twice
+    original = _new_file(tmp_path, "a.bin")
+    shutil.copyfile(original, tmp_path / "b.bin")
+    _upload_json(cli, "a.bin")
+    _upload_json(cli, "b.bin")
+    # When it is looked up and downloaded by its hash
+    meta = cli.json("info", _sha256(original))
+    download = cli("download", _sha256(original), "-o", "by-hash.bin")
+    # Then both uploads are counted, and the bytes come back
+    assert (meta["sha256"], meta["size"], meta["upload_count"]) == (_sha256(original), 4096, 2)
+    assert download.returncode == 0, download.stderr
+    assert (tmp_path / "by-hash.bin").read_bytes() == original.read_bytes()
+
+
+def test_stats_count_a_mixed_run(cli: Cli, tmp_path: Path) -> None:
+    # Given the totals so far
+    before = cli.json("stats")
+    a = _new_file(tmp_path, "a.bin", size=10_000)
+    _new_file(tmp_path, "b.bin", size=20_000)
+    shutil.copyfile(a, tmp_path / "a-again.bin")
+
+    # When two new files and one copy of the first are uploaded
+    for name in ("a.bin", "b.bin", "a-again.bin"):
+        assert _upload_json(cli, name)["status"] in ("stored", "duplicate")
+    after = cli.json("stats")
+    human = cli("stats")
+
+    # Then the totals moved by exactly that
+    moved = {key: after[key] - before[key] for key in after}
+    assert moved == {
+        "total_files": 2,
+        "total_uploads": 3,
+        "duplicates_avoided": 1,
+        "total_s3_size_saved": 10_000,
+        "total_bytes_stored": 30_000,
+    }
+    assert human.returncode == 0, human.stderr
+    stored = after["total_bytes_stored"]
+    pattern = rf"Bytes stored +\d+\.\d [KMGT]iB \({stored} bytes\)"
+    assert re.fullmatch(pattern, human.stdout.splitlines()[3]), human.stdout
+
+
+def test_hashes_walks_every_page(cli: Cli, tmp_path: Path) -> None:
+    # Given two more contents
+    new = [_new_file(tmp_path, f"h{i}.bin", size=1000 + i) for i in range(2)]
+    for path in new:
+        _upload_json(cli, path.name)
+    total = cli.json("stats")["total_files"]
+
+    # When every hash is listed a page of one at a time, as a table and as JSON lines
+    table = cli("hashes", "--limit", "1")
+    lines = cli("hashes", "--limit", "1", "--json")
+
+    # Then both list every content once, the new ones among them
+    assert table.returncode == 0, table.stderr
+    rows = table.stdout.splitlines()
+    assert rows[0].split() == ["SHA-256", "SIZE", "UPLOADS", "CREATED", "TYPE"]
+    assert len(rows) == total + 1
+    records = [json.loads(line) for line in lines.stdout.splitlines()]
+    hashes = [r["sha256"] for r in records]
+    assert len(hashes) == len(set(hashes)) == total
+    assert {_sha256(p) for p in new} <= set(hashes)
+    assert {row.split()[0] for row in rows[1:]} == set(hashes)
+
+
+# --- THE acceptance test of uploads in parts: interrupted, then resumed ------------------------
+
+
+def test_an_interrupted_multipart_upload_resumes_to_stored_and_a_copy_is_a_duplicate(
+    cli: Cli, local_stack: Any, tmp_path: Path
+) -> None:
+    # Given a 64 MiB file (4 parts of 16 MiB), forced into parts and sent one part at a time,
+    # with the CLI's test hook sending it a real Ctrl-C (SIGINT) once the first part is in
+    big = _new_file(tmp_path, "big.iso", size=64 * 1024**2)
+    digest = _sha256(big)
+    interrupted = cli(
+        "upload",
+        "--multipart",
+        "--part-parallel",
+        "1",
+        "big.iso",
+        env={"ONECOPY_TEST_INTERRUPT_AFTER_PARTS": "1"},
+    )
+
+    # Then it stops with 130, naming the upload and the exact command that continues it
+    assert interrupted.returncode == 130, interrupted.stderr
+    prefix = "onecopy: upload "
+    (hint,) = [line for line in interrupted.stderr.splitlines() if line.startswith(prefix)]
+    upload_id, _, command = hint.removeprefix(prefix).partition(" can be resumed with: ")
+    assert command == f"onecopy upload --resume {upload_id} big.iso"
+    # And the bucket holds some, not all, of its parts; the upload waits
+    held = requests.get(f"{local_stack.api_url}/uploads/{upload_id}/parts", timeout=30).json()
+    assert 1 <= len(held["parts"]) < 4
+    assert all(part["size"] == 16 * 1024**2 for part in held["parts"])
+    assert (
+        requests.get(f"{local_stack.api_url}/uploads/{upload_id}", timeout=30).json()["status"]
+        == "PENDING"
+    )
+
+    # When the printed command is run
+    resumed = cli(*shlex.split(command)[1:])
+
+    # Then the upload is stored under the file's SHA-256
+    assert (resumed.returncode, resumed.stderr) == (0, ""), resumed.stderr
+    assert resumed.stdout.split()[:2] == ["stored", digest]
+    view = requests.get(f"{local_stack.api_url}/uploads/{upload_id}", timeout=30).json()
+    assert (view["status"], view["sha256"], view["size"]) == ("STORED", digest, 64 * 1024**2)
+    s3 = boto3.client("s3", endpoint_url=local_stack.endpoint_url)
+    head = s3.head_object(Bucket=local_stack.bucket, Key=f"cas/sha256/{digest}")
+    assert head["ContentLength"] == 64 * 1024**2
+
+    # When a copy of the file is uploaded in parts under another name
+    shutil.copyfile(big, tmp_path / "copy.iso")
+    copy = cli("upload", "--json", "--multipart", "copy.iso")
+
+    # Then it ends a DUPLICATE of the same content
+    assert copy.returncode == 0, copy.stderr
+    record = json.loads(copy.stdout)
+    assert (record["status"], record["sha256"]) == ("duplicate", digest)
+    copy_view = requests.get(
+        f"{local_stack.api_url}/uploads/{record['upload_id']}", timeout=30
+    ).json()
+    assert (copy_view["status"], copy_view["sha256"]) == ("DUPLICATE", digest)
+    big.unlink()
+    (tmp_path / "copy.iso").unlink()
+
+
+# --- admin reconcile, through the stack's Lambda endpoint -------------------------------------
+
+
+def test_reconcile_after_a_mixed_run_reports_clean(
+    cli: Cli, local_stack: Any, tmp_path: Path
+) -> None:
+    # Given a mixed run: a new file, a copy of it under another name, another new file
+    first = _new_file(tmp_path, "r1.bin", size=3000)
+    shutil.copyfile(first, tmp_path / "r1-copy.bin")
+    _new_file(tmp_path, "r2.bin", size=5000)
+    statuses = [_upload_json(cli, name)["status"] for name in ("r1.bin", "r1-copy.bin", "r2.bin")]
+    assert statuses == ["stored", "duplicate", "stored"]
+
+    # When ReconcileFunction is invoked through the stack's Lambda endpoint, for people (the
+    # endpoint from the environment) and as JSON (from the flag)
+    human = cli("admin", "reconcile", env={"ONECOPY_LAMBDA_ENDPOINT": local_stack.lambda_url})
+    raw = cli("admin", "reconcile", "--json", "--lambda-endpoint", local_stack.lambda_url)
+
+    # Then every counter equals its recount, and the counters are the ones the API reports
+    assert (human.returncode, human.stderr) == (0, ""), human.stderr
+    assert human.stdout.startswith("clean: every counter matches the tables")
+    assert raw.returncode == 0, raw.stderr
+    report = json.loads(raw.stdout)
+    assert (report["clean"], report["repaired"], report["upload_count_mismatches"]) == (
+        True,
+        False,
+        {},
+    )
+    assert report["facts"] == report["counters"]
+    stats = cli.json("stats")
+    assert (report["counters"]["files"], report["counters"]["bytes_stored"]) == (
+        stats["total_files"],
+        stats["total_bytes_stored"],
+    )
