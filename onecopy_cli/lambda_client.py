@@ -34,6 +34,8 @@ class Invoker(Protocol):
 
     def stack_output(self, stack_name: str, output_key: str) -> str: ...
 
+    def sqs(self, endpoint_url: str | None) -> Any: ...
+
 
 class LambdaInvoker:
     def __init__(self, *, endpoint_url: str | None = None, region: str | None = None) -> None:
@@ -50,6 +52,17 @@ class LambdaInvoker:
             )
         self.region = session.region_name or (LOCAL_REGION if endpoint_url else None)
         self._session = session
+
+    def sqs(self, endpoint_url: str | None) -> Any:
+        """An SQS client with the same session (for `admin redrive`)."""
+        from botocore.config import Config
+
+        return self._session.client(
+            "sqs",
+            region_name=self.region or LOCAL_REGION,
+            endpoint_url=endpoint_url,
+            config=Config(retries={"mode": "standard", "max_attempts": 3}),
+        )
 
     def _client(self, service: str) -> Any:
         from botocore.config import Config

@@ -1,4 +1,4 @@
-"""`onecopy admin reconcile`: recount the dedup counters from the tables, server-side.
+"""`onecopy admin reconcile` recounts the counters server-side; `admin redrive` empties the DLQ.
 
 The recount runs in the ReconcileFunction Lambda (it scans the tables where they live); this
 command invokes it synchronously and shows its report.
@@ -13,6 +13,9 @@ from typing import Any
 from onecopy_cli.context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context
 from onecopy_cli.lambda_client import DEFAULT_LOCAL_ENDPOINT
 from onecopy_cli.output import reconcile_view
+from onecopy_cli.redrive import DEFAULT_LOCAL_EMULATOR, local_queue_urls, redrive
+
+EMULATOR_ENV = "ONECOPY_EMULATOR_ENDPOINT"
 
 LAMBDA_ENDPOINT_ENV = "ONECOPY_LAMBDA_ENDPOINT"
 DEFAULT_FUNCTION = "ReconcileFunction"
@@ -39,7 +42,7 @@ def register(subcommands: Any, common: argparse.ArgumentParser) -> None:
     admin = subcommands.add_parser(
         "admin",
         parents=[common],
-        help="operator commands (reconcile)",
+        help="operator commands (reconcile, redrive)",
         description="Operator commands.",
     )
     commands = admin.add_subparsers(dest="admin_command", metavar="COMMAND", required=True)
@@ -71,6 +74,46 @@ def register(subcommands: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--region", metavar="REGION", help="the AWS region (default: boto3's)")
     parser.set_defaults(run=run_reconcile)
+
+    redrive = commands.add_parser(
+        "redrive",
+        parents=[common],
+        help="move dead-lettered S3 events back to the ingest queue",
+        description="Move the messages the worker failed five times from the dead-letter queue\n"
+        "back to the ingest queue (after fixing what made them fail).",
+        epilog=f"""\
+where the queues are:
+  (default)               the local stack's, at ${EMULATOR_ENV}, else {DEFAULT_LOCAL_EMULATOR}
+  --endpoint-url URL      another emulator
+  --stack NAME            the deployed stack's DeadLetterQueueUrl and IngestQueueUrl outputs
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    where = redrive.add_mutually_exclusive_group()
+    where.add_argument("--endpoint-url", metavar="URL", help="the SQS endpoint of a local stack")
+    where.add_argument("--stack", metavar="NAME", help="a deployed stack's queues")
+    redrive.add_argument("--region", metavar="REGION", help="the AWS region (default: boto3's)")
+    redrive.add_argument("--limit", type=int, metavar="N", help="move at most N messages")
+    redrive.set_defaults(run=run_redrive)
+
+
+def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
+    if args.limit is not None and args.limit < 1:
+        ctx.console.error("--limit must be at least 1")
+        return EXIT_USAGE
+    if args.stack:
+        invoker = ctx.make_invoker(endpoint_url=None, region=args.region)
+        dlq_url = invoker.stack_output(args.stack, "DeadLetterQueueUrl")
+        queue_url = invoker.stack_output(args.stack, "IngestQueueUrl")
+        sqs = invoker.sqs(None)
+    else:
+        endpoint = args.endpoint_url or ctx.environ.get(EMULATOR_ENV) or DEFAULT_LOCAL_EMULATOR
+        invoker = ctx.make_invoker(endpoint_url=endpoint, region=args.region)
+        sqs = invoker.sqs(endpoint)
+        dlq_url, queue_url = local_queue_urls(sqs)
+    moved = redrive(sqs, dlq_url, queue_url, limit=args.limit)
+    ctx.console.result(f"moved {moved} message{'s' if moved != 1 else ''} back to {queue_url}")
+    return EXIT_OK
 
 
 def run_reconcile(args: argparse.Namespace, ctx: Context) -> int:

@@ -413,3 +413,42 @@ def test_reconcile_after_a_mixed_run_reports_clean(
         stats["total_files"],
         stats["total_bytes_stored"],
     )
+
+
+def test_admin_redrive_moves_dead_letters_back_to_the_worker(
+    cli: Cli, local_stack: Any, tmp_path: Path
+) -> None:
+    # Given an upload whose S3 event sits in the dead-letter queue (as after 5 failed receives)
+    path = _new_file(tmp_path, "dead-letter.bin")
+    created = requests.post(
+        f"{local_stack.api_url}/uploads",
+        json={"filename": path.name, "size": path.stat().st_size},
+        timeout=10,
+    ).json()
+    sqs = local_stack.client("sqs")
+    event = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "eventTime": "2026-01-01T00:00:00.000Z",
+                "s3": {
+                    "bucket": {"name": local_stack.bucket},
+                    "object": {"key": f"staging/{created['upload_id']}"},
+                },
+            }
+        ]
+    }
+    sqs.send_message(QueueUrl=local_stack.dlq_url, MessageBody=json.dumps(event))
+    # The bytes notify the worker as usual: the redriven copy is then a second delivery, which
+    # must change nothing.
+    local_stack.client("s3").put_object(
+        Bucket=local_stack.bucket, Key=f"staging/{created['upload_id']}", Body=path.read_bytes()
+    )
+    # When the operator redrives the DLQ
+    result = cli("admin", "redrive", env={"ONECOPY_EMULATOR_ENDPOINT": local_stack.endpoint_url})
+    # Then the message moved, and the upload ends stored exactly once
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("moved 1 message")
+    status = cli.json("status", created["upload_id"], "--wait")
+    assert status["status"] == "STORED"
+    assert "Messages" not in sqs.receive_message(QueueUrl=local_stack.dlq_url, WaitTimeSeconds=0)
