@@ -1,4 +1,5 @@
-"""`make run` / `onecopy-local`: the API, the AWS emulator and the worker, on 127.0.0.1."""
+"""`make run` / `onecopy-local`: the API, the AWS emulator, the worker and a Lambda Invoke
+endpoint, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from onecopy_local._http import LOGGER
 from onecopy_local.stack import (
     DEFAULT_API_PORT,
     DEFAULT_EMULATOR_PORT,
+    DEFAULT_LAMBDA_PORT,
     DEFAULT_VISIBILITY_TIMEOUT,
     DEFAULT_WORKERS,
+    INVOKABLE_FUNCTIONS,
     REGION,
     LocalStack,
 )
@@ -42,7 +45,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="onecopy-local",
         description="Run onecopy locally: the HTTP API, an AWS emulator (moto behind a proxy "
-        "that enforces what S3 enforces) and the worker. State lives in memory.",
+        "that enforces what S3 enforces), the worker, and a Lambda Invoke endpoint for "
+        f"{', '.join(INVOKABLE_FUNCTIONS)} (what `sam local start-lambda` serves). "
+        "State lives in memory.",
     )
     parser.add_argument(
         "--port",
@@ -55,6 +60,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=_port,
         default=_port(os.environ.get("ONECOPY_EMULATOR_PORT", str(DEFAULT_EMULATOR_PORT))),
         help="emulator port (env ONECOPY_EMULATOR_PORT; default %(default)s; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--lambda-port",
+        type=_port,
+        default=_port(os.environ.get("ONECOPY_LAMBDA_PORT", str(DEFAULT_LAMBDA_PORT))),
+        help="Lambda Invoke endpoint port, for boto3's lambda client and `onecopy admin "
+        "reconcile` (env ONECOPY_LAMBDA_PORT; default %(default)s; 0 picks a free one)",
     )
     parser.add_argument(
         "--workers",
@@ -70,6 +82,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "is retried (default %(default)s; AWS uses template.yaml's value)",
     )
     parser.add_argument(
+        "--duplicate-deliveries",
+        action="store_true",
+        help="deliver every S3 event message twice, as SQS's at-least-once delivery may: a "
+        "poller sends a marked copy of each S3 event message it receives back to the queue "
+        "before invoking the worker (the copy is not copied again)",
+    )
+    parser.add_argument(
         "--stop-on-eof",
         action="store_true",
         help="also stop when stdin closes (for supervisors and test fixtures)",
@@ -82,6 +101,7 @@ def banner(stack: LocalStack) -> str:
     pids = ", ".join(str(pid) for pid in stack.worker_pids) or "none"
     rows = [
         ("API", stack.api_url),
+        ("Lambda endpoint", f"{stack.lambda_url}  ({', '.join(INVOKABLE_FUNCTIONS)})"),
         (
             "Emulator endpoint",
             f"{stack.endpoint_url}  (AWS_ENDPOINT_URL; credentials testing/testing, {REGION})",
@@ -93,6 +113,12 @@ def banner(stack: LocalStack) -> str:
         ("Contents table", r.contents_table),
         ("Stats table", r.stats_table),
         ("Workers", f"{stack.workers} pollers, batches of up to {BATCH_SIZE} (pids {pids})"),
+        (
+            "Deliveries",
+            "every S3 event twice (--duplicate-deliveries)"
+            if stack.duplicate_deliveries
+            else "once each, as SQS usually does",
+        ),
         (
             "Visibility timeout",
             f"{stack.visibility_timeout} s locally, so retries come quickly; AWS uses "
@@ -122,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         emulator_port=args.emulator_port,
         workers=args.workers,
         visibility_timeout=args.visibility_timeout,
+        lambda_port=args.lambda_port,
+        duplicate_deliveries=args.duplicate_deliveries,
     )
     try:
         stack.start()

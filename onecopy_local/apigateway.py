@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from onecopy_local._http import (
     HOP_BY_HOP,
@@ -38,6 +38,9 @@ _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/java
 _TEXT_SUFFIXES = ("+json", "+xml")
 
 Invoke = Callable[[dict[str, Any]], Any]
+# template.yaml's HttpApi routes; `/{proxy+}` needs at least one path segment, so `/` is not one.
+ROOT_ROUTE = "GET /"
+PROXY_ROUTE = "ANY /{proxy+}"
 
 
 def http_api_event(
@@ -49,9 +52,12 @@ def http_api_event(
     source_ip: str,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The event API Gateway (HTTP API, payload format 2.0, $default route) sends to Lambda."""
+    """The event API Gateway (HTTP API, payload format 2.0) sends to Lambda for template.yaml's
+    routes: `GET /`, and `ANY /{proxy+}` with the path after the first slash as `proxy`."""
     now = now or datetime.now(UTC)
     split = urlsplit(target)
+    path = split.path or "/"
+    route_key = ROOT_ROUTE if path == "/" else PROXY_ROUTE
     joined: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in headers:
@@ -69,8 +75,8 @@ def http_api_event(
     request_id = base64.urlsafe_b64encode(uuid.uuid4().bytes[:12]).decode().rstrip("=")
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": split.path or "/",
+        "routeKey": route_key,
+        "rawPath": path,
         "rawQueryString": split.query,
         "headers": joined,
         "requestContext": {
@@ -80,13 +86,13 @@ def http_api_event(
             "domainPrefix": host.split(".", 1)[0],
             "http": {
                 "method": method,
-                "path": split.path or "/",
+                "path": path,
                 "protocol": "HTTP/1.1",
                 "sourceIp": source_ip,
                 "userAgent": joined.get("user-agent", ""),
             },
             "requestId": request_id,
-            "routeKey": "$default",
+            "routeKey": route_key,
             "stage": "$default",
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(now.timestamp() * 1000),
@@ -95,6 +101,8 @@ def http_api_event(
     }
     if cookies:
         event["cookies"] = cookies
+    if route_key == PROXY_ROUTE:
+        event["pathParameters"] = {"proxy": unquote(path[1:])}
     if split.query:
         params: dict[str, str] = {}
         for name, value in parse_qsl(split.query, keep_blank_values=True):
@@ -176,6 +184,10 @@ class ApiHandler(LoopbackHandler):
         except (RequestBodyError, ValueError):
             self.close_connection = True
             self._json(400, {"message": "Bad Request"})
+            return
+        if urlsplit(self.path).path in ("", "/") and self.command != "GET":
+            # No route matches: API Gateway answers itself, without invoking the function.
+            self._json(404, {"message": "Not Found"})
             return
         event = http_api_event(
             method=self.command,

@@ -1,12 +1,13 @@
-"""The whole local stack: emulator, resources, API and worker pollers, started and stopped as one.
+"""The whole local stack: emulator, resources, API, Lambda Invoke endpoint and worker pollers,
+started and stopped as one.
 
     with LocalStack(port=0, emulator_port=0) as stack:
         requests.post(f"{stack.api_url}/uploads", json={...})
 
-The API function runs in this process, so starting a stack sets this process's environment (the
-functions' settings, AWS_ENDPOINT_URL, fake credentials); ``close()`` restores it. Do not run one
-inside moto's ``mock_aws``: both use moto's global state, and mock_aws would intercept the
-stack's own clients.
+The API and reconcile functions run in this process, so starting a stack sets this process's
+environment (the functions' settings, AWS_ENDPOINT_URL, fake credentials); ``close()`` restores
+it. Do not run one inside moto's ``mock_aws``: both use moto's global state, and mock_aws would
+intercept the stack's own clients.
 """
 
 from __future__ import annotations
@@ -14,17 +15,23 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
+from typing import Any
 
 import boto3
 
 from onecopy_local.apigateway import ApiServer
 from onecopy_local.emulator import DEFAULT_CREDENTIALS, Emulator
+from onecopy_local.lambda_api import LambdaInvokeServer
 from onecopy_local.lambda_runtime import Function, FunctionConfig, ensure_code_root
 from onecopy_local.resources import ROOT, Resources, create_resources, resource
 from onecopy_local.worker import WorkerPool
 
 DEFAULT_API_PORT = 3000
 DEFAULT_EMULATOR_PORT = 4566
+DEFAULT_LAMBDA_PORT = 3001  # where `sam local start-lambda` listens
+# The functions clients invoke directly (`onecopy admin reconcile`), by their template names.
+INVOKABLE_FUNCTIONS = ("ReconcileFunction",)
 DEFAULT_WORKERS = 2
 DEFAULT_VISIBILITY_TIMEOUT = 5  # seconds; short so that a failed message is retried quickly
 REGION = "us-east-1"
@@ -32,10 +39,12 @@ ACCESS_KEY = "testing"
 
 
 class LocalStack:
-    """Emulator + template resources + API (in this process) + worker pollers (child processes).
+    """Emulator + template resources + API and Lambda Invoke endpoint (in this process) + worker
+    pollers (child processes).
 
-    The API function is invoked one request at a time, and each poller is its own process, for
-    the reason Lambda gives each invocation its own environment: Powertools keeps per-invocation
+    The in-process functions are invoked one event at a time, all of them together (the API and
+    ReconcileFunction share Powertools' logger), and each poller is its own process, for the
+    reason Lambda gives each invocation its own environment: Powertools keeps per-invocation
     state in module globals.
     """
 
@@ -47,6 +56,8 @@ class LocalStack:
         workers: int = DEFAULT_WORKERS,
         visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT,
         prefix: str = "onecopy",
+        lambda_port: int = DEFAULT_LAMBDA_PORT,
+        duplicate_deliveries: bool = False,
     ) -> None:
         if workers < 0:
             raise ValueError("workers must not be negative")
@@ -57,6 +68,10 @@ class LocalStack:
         self.workers = workers
         self.visibility_timeout = visibility_timeout
         self.prefix = prefix
+        self.lambda_port = lambda_port
+        self.duplicate_deliveries = duplicate_deliveries
+        self._lambda: LambdaInvokeServer | None = None
+        self._invoke_lock = threading.Lock()
         self._emulator: Emulator | None = None
         self._api: ApiServer | None = None
         self._pool: WorkerPool | None = None
@@ -69,6 +84,12 @@ class LocalStack:
     def api_url(self) -> str:
         assert self._api is not None, "start() first"
         return f"http://127.0.0.1:{self._api.port}"
+
+    @property
+    def lambda_url(self) -> str:
+        """The Lambda Invoke endpoint (boto3's lambda client ``endpoint_url``)."""
+        assert self._lambda is not None, "start() first"
+        return self._lambda.url
 
     @property
     def endpoint_url(self) -> str:
@@ -109,8 +130,10 @@ class LocalStack:
             )
             self._set_environment()
             api = Function(FunctionConfig.from_template("ApiFunction", REGION))
-            self._api = ApiServer(self.port, api.invoke)
+            self._api = ApiServer(self.port, self._serialized(api.invoke))
             self._api.start()
+            self._lambda = self._lambda_server()
+            self._lambda.start()
             queue_arn = (
                 self.session()
                 .client("sqs", endpoint_url=self.endpoint_url)
@@ -124,6 +147,7 @@ class LocalStack:
                 queue_arn=queue_arn,
                 region=REGION,
                 env=self._child_env(),
+                duplicate_deliveries=self.duplicate_deliveries,
             ).start()
         except BaseException:
             self.close()
@@ -135,6 +159,9 @@ class LocalStack:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._lambda is not None:
+            self._lambda.stop()
+            self._lambda = None
         if self._api is not None:
             self._api.close()
             self._api = None
@@ -148,6 +175,29 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # --- the in-process functions -------------------------------------------------------------
+
+    def _serialized(self, function: Any) -> Any:
+        def invoke(*args: Any) -> Any:
+            with self._invoke_lock:
+                return function(*args)
+
+        return invoke
+
+    def _lambda_server(self) -> LambdaInvokeServer:
+        ensure_code_root()
+        handlers = {}
+        timeout = 0
+        for logical_id in INVOKABLE_FUNCTIONS:
+            config = FunctionConfig.from_template(logical_id, REGION)
+            module_name, _, attribute = config.handler.rpartition(".")
+            handler = getattr(importlib.import_module(module_name), attribute)
+            handlers[logical_id] = self._serialized(handler)
+            timeout = max(timeout, config.timeout_seconds)
+        return LambdaInvokeServer(
+            handlers, self.lambda_port, region=REGION, timeout_seconds=timeout
+        )
 
     # --- the functions' environment ------------------------------------------------------------
 
@@ -206,6 +256,6 @@ def _fresh_handlers() -> None:
         settings = sys.modules["handlers.settings"]
         settings.api_settings.cache_clear()
         settings.worker_settings.cache_clear()
-    for name in ("handlers.api", "handlers.worker"):
+    for name in ("handlers.api", "handlers.worker", "handlers.reconcile"):
         if name in sys.modules:
             importlib.reload(sys.modules[name])

@@ -10,6 +10,11 @@ must never share an interpreter. Per batch, as the event source mapping does:
 - leave failures to reappear after the visibility timeout; the queue's redrive policy moves a
   message to the dead-letter queue after its fifth receive.
 
+With ``--duplicate-deliveries`` a poller also exercises SQS's at-least-once delivery on purpose:
+before invoking the function it sends a copy of every S3 event message it receives back to the
+queue, marked with the ``DUPLICATE_MARKER`` message attribute so that the copy is not copied
+again. Every S3 event then reaches the worker (at least) twice, possibly on two pollers at once.
+
 A poller stops when its stdin closes (the stack stopping, or dying) or on SIGTERM.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -27,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 from onecopy_local._http import LOGGER
 
@@ -37,6 +44,7 @@ log = logging.getLogger(LOGGER)
 
 READY = "onecopy-local-worker: ready"
 BATCH_SIZE = 10
+DUPLICATE_MARKER = "onecopy-local-duplicate"
 Invoke = Callable[[dict[str, Any]], Any]
 
 
@@ -88,8 +96,13 @@ def poll_once(
     region: str,
     invoke: Invoke,
     wait_seconds: int = 1,
+    duplicate_deliveries: bool = False,
 ) -> int:
-    """Receive one batch, invoke, delete what succeeded. Returns how many messages came."""
+    """Receive one batch, invoke, delete what succeeded. Returns how many messages came.
+
+    duplicate_deliveries: first send a marked copy of each unmarked S3 event message back to
+        the queue (see the module's docstring).
+    """
     received = sqs.receive_message(
         QueueUrl=queue_url,
         MaxNumberOfMessages=BATCH_SIZE,
@@ -100,6 +113,8 @@ def poll_once(
     messages = received.get("Messages", [])
     if not messages:
         return 0
+    if duplicate_deliveries:
+        send_duplicates(sqs, queue_url, messages)
     try:
         result = invoke(sqs_event(messages, queue_arn, region))
     except Exception:
@@ -120,6 +135,66 @@ def poll_once(
         for failure in response.get("Failed", []):
             log.warning("worker: could not delete a message: %s", failure.get("Message"))
     return len(messages)
+
+
+def send_duplicates(sqs: SQSClient, queue_url: str, messages: Sequence[Mapping[str, Any]]) -> int:
+    """Send a marked copy of each S3 event message not itself a copy; returns how many were sent.
+
+    The copy goes out before the original is processed, so the two deliveries can overlap.
+    """
+    copies = [m for m in messages if _is_s3_event(m) and not _is_duplicate(m)]
+    sent = 0
+    for start in range(0, len(copies), BATCH_SIZE):
+        batch = copies[start : start + BATCH_SIZE]
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": m["Body"],
+                "MessageAttributes": {
+                    DUPLICATE_MARKER: {"DataType": "String", "StringValue": m["MessageId"]}
+                },
+            }
+            for i, m in enumerate(batch)
+        ]
+        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+        for failure in response.get("Failed", []):
+            log.warning("worker: could not send a duplicate: %s", failure.get("Message"))
+        for entry in response.get("Successful", []):
+            message = batch[int(entry["Id"])]
+            log.info(
+                "worker: duplicate delivery of %s (message %s)",
+                ", ".join(_object_keys(message)),
+                message["MessageId"],
+            )
+            sent += 1
+    return sent
+
+
+def _s3_records(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    try:
+        body = json.loads(message["Body"])
+    except (TypeError, ValueError):
+        return []
+    records = body.get("Records") if isinstance(body, dict) else None
+    if not isinstance(records, list):
+        return []
+    return [r for r in records if isinstance(r, dict) and r.get("eventSource") == "aws:s3"]
+
+
+def _is_s3_event(message: Mapping[str, Any]) -> bool:
+    return bool(_s3_records(message))
+
+
+def _is_duplicate(message: Mapping[str, Any]) -> bool:
+    return DUPLICATE_MARKER in message.get("MessageAttributes", {})
+
+
+def _object_keys(message: Mapping[str, Any]) -> list[str]:
+    keys = []
+    for record in _s3_records(message):
+        key = record.get("s3", {}).get("object", {}).get("key")
+        keys.append(unquote_plus(key) if isinstance(key, str) else "?")
+    return keys
 
 
 def _failed_ids(result: Any) -> set[str] | None:
@@ -153,6 +228,7 @@ class WorkerPool:
         region: str,
         env: dict[str, str],
         wait_seconds: int = 1,
+        duplicate_deliveries: bool = False,
     ) -> None:
         self.count = count
         self._args = [
@@ -164,6 +240,7 @@ class WorkerPool:
             region,
             "--wait-seconds",
             str(wait_seconds),
+            *(["--duplicate-deliveries"] if duplicate_deliveries else []),
         ]
         self._env = env
         self._processes: list[subprocess.Popen[bytes]] = []
@@ -238,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queue-arn", required=True)
     parser.add_argument("--region", required=True)
     parser.add_argument("--wait-seconds", type=int, default=1)
+    parser.add_argument("--duplicate-deliveries", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     log.setLevel(logging.INFO)
@@ -264,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 region=args.region,
                 invoke=function.invoke,
                 wait_seconds=args.wait_seconds,
+                duplicate_deliveries=args.duplicate_deliveries,
             )
         except Exception as exc:
             if stop.is_set():

@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 
 READY = "Ready. Press Ctrl-C to stop."
 START_TIMEOUT = 120.0  # generous: a loaded CI machine can be slow to import boto3 et al.
-STOP_TIMEOUT = 30.0
+STOP_TIMEOUT = 90.0  # above the stack's own worst case: pollers 30 s, then API and Lambda 10 s each
 TERMINAL = {"STORED", "DUPLICATE", "REJECTED"}
 STATS_FIELDS = ("files", "uploads", "duplicates", "bytes_saved", "bytes_stored")
 _BANNER_ROW = re.compile(r"^  (?P<label>[A-Z][A-Za-z -]+?)\s{2,}(?P<value>\S+)")
@@ -49,6 +49,7 @@ class RunningStack:
     process: subprocess.Popen[bytes]
     log_path: Path
     api_url: str
+    lambda_url: str
     endpoint_url: str
     bucket: str
     queue_url: str
@@ -89,7 +90,8 @@ def _parse_banner(text: str) -> dict[str, str]:
 
 @contextmanager
 def start_stack(log_dir: Path, *options: str) -> Iterator[RunningStack]:
-    """Run `onecopy-local --port 0 --emulator-port 0 [options]` until the block ends.
+    """Run `onecopy-local --port 0 --emulator-port 0 --lambda-port 0 [options]` until the block
+    ends.
 
     The process gets a pipe as stdin and --stop-on-eof, so it stops even if this test process is
     killed outright; normally the block's end sends SIGTERM and expects a clean exit (0).
@@ -99,7 +101,12 @@ def start_stack(log_dir: Path, *options: str) -> Iterator[RunningStack]:
     env["PYTHONUNBUFFERED"] = "1"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [_executable(), "--port", "0", "--emulator-port", "0", "--stop-on-eof", *options],
+            [
+                _executable(),
+                *("--port", "0", "--emulator-port", "0", "--lambda-port", "0"),
+                "--stop-on-eof",
+                *options,
+            ],
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -112,6 +119,7 @@ def start_stack(log_dir: Path, *options: str) -> Iterator[RunningStack]:
             process=process,
             log_path=log_path,
             api_url=rows["API"],
+            lambda_url=rows["Lambda endpoint"],
             endpoint_url=rows["Emulator endpoint"],
             bucket=rows["Bucket"],
             queue_url=rows["Queue"],
