@@ -8,7 +8,10 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
@@ -81,6 +84,11 @@ _ERRORS: dict[int, OpenAPIResponse] = {
     404: _reply("Not found", ErrorResponse),
     422: _reply("The request does not match the schema", ValidationErrorResponse),
 }
+# Routes that read a body answer 415 to anything but JSON.
+_BODY_ERRORS: dict[int, OpenAPIResponse] = {
+    **_ERRORS,
+    415: _reply("The body is not application/json", ErrorResponse),
+}
 
 
 @cache
@@ -121,17 +129,36 @@ def _json(
     return Response(status_code=status, content_type="application/json", body=body, headers=headers)
 
 
+# What a client does next with a new upload's id: documents the workflow, and lets a stateful
+# fuzzer chain the calls.
+_UPLOAD_LINKS = {
+    name: {"operationId": operation, "parameters": {param: "$response.body#/upload_id"}}
+    for name, operation, param in (
+        ("GetUpload", "get_upload_uploads__upload_id__get", "upload_id"),
+        ("AbortUpload", "abort_upload_uploads__upload_id__delete", "upload_id"),
+        ("PresignParts", "presign_parts_uploads__upload_id__parts_post", "upload_id"),
+        ("ListParts", "list_parts_uploads__upload_id__parts_get", "upload_id"),
+        ("CompleteUpload", "complete_upload_uploads__upload_id__complete_post", "upload_id"),
+        ("GetMetadata", "get_metadata_metadata__id__get", "id"),
+        ("GetDownload", "get_download_download__id__get", "id"),
+    )
+}
+
+
 @app.post(
     "/uploads",
     summary="Create an upload: a presigned PUT URL, or a multipart upload for large files",
     responses={
-        201: _reply(
-            "Created: PUT the bytes to upload.url with upload.headers, or (multipart) ask for "
-            "part URLs",
-            CreateUploadResponse,
-        ),
+        201: {
+            **_reply(
+                "Created: PUT the bytes to upload.url with upload.headers, or (multipart) ask for "
+                "part URLs",
+                CreateUploadResponse,
+            ),
+            "links": _UPLOAD_LINKS,
+        },
         409: _reply("You already hold this content; nothing to upload", AlreadyHeldResponse),
-        **_ERRORS,
+        **_BODY_ERRORS,
     },
 )
 def create_upload(body: CreateUploadRequest) -> Response[CreateUploadResponse]:
@@ -170,7 +197,7 @@ UploadIdParam = Annotated[str, Path(pattern=UPLOAD_ID_PATTERN, description="An u
     "/uploads/<upload_id>",
     summary="Abort a pending upload (its parts are discarded; it ends REJECTED, reason aborted)",
     responses={
-        204: {"description": "Aborted"},
+        204: {"description": "Aborted", "content": {}},  # no body (else Powertools adds one)
         409: _reply("Already stored, duplicate or rejected", ErrorResponse),
         **_ERRORS,
     },
@@ -186,7 +213,7 @@ def abort_upload(upload_id: UploadIdParam) -> Response[None]:
     responses={
         200: _reply("One URL per requested part", PartsResponse),
         409: _reply("Not a pending multipart upload", ErrorResponse),
-        **_ERRORS,
+        **_BODY_ERRORS,
     },
 )
 def presign_parts(upload_id: UploadIdParam, body: PartsRequest) -> Response[PartsResponse]:
@@ -226,7 +253,7 @@ def list_parts(upload_id: UploadIdParam) -> Response[UploadedPartsResponse]:
     responses={
         202: _reply("Accepted: poll GET /uploads/{upload_id}", UploadView),
         409: _reply("Already completed or aborted", ErrorResponse),
-        **_ERRORS,
+        **_BODY_ERRORS,
     },
 )
 def complete_upload(upload_id: UploadIdParam, body: CompleteRequest) -> Response[UploadView]:
@@ -303,7 +330,13 @@ def get_metadata(id: IdParam) -> Response[UploadMetadata | ContentMetadata]:
     summary="A presigned download of stored bytes, under the upload's own filename",
     responses={
         200: _reply("Where to GET the bytes", DownloadResponse),
-        302: {"description": "With redirect=true: Location is the presigned URL"},
+        302: {
+            "description": "With redirect=true: Location is the presigned URL; the body repeats it",
+            "headers": {
+                "Location": {"description": "The presigned URL", "schema": {"type": "string"}}
+            },
+            "content": {"application/json": {"model": DownloadResponse}},
+        },
         **_ERRORS,
     },
 )
@@ -445,8 +478,56 @@ def _validation(exc: RequestValidationError) -> Response[Any]:
     return _json(HTTPStatus.UNPROCESSABLE_ENTITY, {"message": message, "detail": detail})
 
 
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_media(_: RequestUnsupportedContentType) -> Response[Any]:
+    return _json(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"message": "the body must be application/json"}
+    )
+
+
+@app.exception_handler(UnicodeDecodeError)
+def _undecodable_body(exc: UnicodeDecodeError) -> Response[Any]:
+    # A body that is not UTF-8 is not JSON; Powertools lets the decode error escape. Decoding it
+    # again tells that error apart from a bug elsewhere, which must stay a 500.
+    try:
+        app.current_event.decoded_body  # noqa: B018
+    except UnicodeDecodeError:
+        issue = {"loc": ["body"], "msg": "the body is not UTF-8", "type": "json_invalid"}
+        return _json(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            {"message": "request body is not valid JSON", "detail": [issue]},
+        )
+    raise exc
+
+
+@app.exception_handler(ValueError)
+def _unreadable_body(exc: ValueError) -> Response[Any]:
+    # Powertools raises a bare ValueError for a multipart/form-data body without a boundary; any
+    # other ValueError is a bug and must stay a 500.
+    if _media_type() != "multipart/form-data":
+        raise exc
+    return _unsupported_media(RequestUnsupportedContentType(str(exc), errors=[]))
+
+
+def _media_type() -> str:
+    return app.current_event.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _allowed_methods(path: str) -> list[str]:
+    # Powertools matches method and path together and calls a miss on either "not found".
+    routes = app._static_routes + app._dynamic_routes
+    return sorted({route.method for route in routes if route.rule.match(path)})
+
+
 @app.not_found
 def _no_route(_: Exception) -> Response[Any]:
+    allowed = _allowed_methods(app.current_event.path)
+    if allowed:
+        return _json(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            {"message": f"method {app.current_event.http_method} not allowed here"},
+            {"Allow": ", ".join(allowed)},
+        )
     return _json(HTTPStatus.NOT_FOUND, {"message": "no such route"})
 
 

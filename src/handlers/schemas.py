@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -18,6 +19,8 @@ from pydantic import (
 
 from domain.errors import InvalidInput
 from domain.model import (
+    _CONTENT_TYPE_RE,  # the one definition of a valid MIME type
+    MAX_CONTENT_TYPE_LENGTH,
     MAX_FILENAME_LENGTH,
     MAX_SINGLE_PUT_SIZE,
     SHA256_PATTERN,
@@ -28,6 +31,24 @@ from domain.model import (
 )
 from domain.multipart import MAX_OBJECT_SIZE, MAX_PARTS, MAX_PARTS_PER_REQUEST
 
+
+def _integral(value: object) -> object:
+    # JSON Schema's "integer" includes 3.0, and clients may send it; 3.5 still fails StrictInt.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
+
+# The spec states the domain's text rules (validate_filename, validate_content_type) so a client
+# can tell a valid body from the document alone; the domain rules stay the authority.
+# A filename: no control characters (Cc), and at least one character that is not whitespace.
+_NO_CONTROL = r"[^\x00-\x1f\x7f-\x9f]"
+_NOT_BLANK = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+FILENAME_PATTERN = rf"^{_NO_CONTROL}*{_NOT_BLANK}{_NO_CONTROL}*$"
+CONTENT_TYPE_PATTERN = _CONTENT_TYPE_RE.pattern
+
 Sha256 = Annotated[
     str, Field(pattern=SHA256_PATTERN, description="SHA-256 as 64 lowercase hex characters")
 ]
@@ -36,8 +57,13 @@ Sha256 = Annotated[
 class CreateUploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    filename: str = Field(min_length=1, max_length=MAX_FILENAME_LENGTH)
-    size: StrictInt = Field(
+    filename: str = Field(
+        min_length=1,
+        max_length=MAX_FILENAME_LENGTH,
+        pattern=FILENAME_PATTERN,
+        description="No control characters, and not only whitespace",
+    )
+    size: JsonInt = Field(
         ge=0,
         le=MAX_OBJECT_SIZE,
         description=(
@@ -46,7 +72,12 @@ class CreateUploadRequest(BaseModel):
             "single-PUT limit) the upload goes in parts"
         ),
     )
-    content_type: str | None = Field(default=None, max_length=255)
+    content_type: str | None = Field(
+        default=None,
+        max_length=MAX_CONTENT_TYPE_LENGTH,
+        pattern=CONTENT_TYPE_PATTERN,
+        description="A MIME type such as application/pdf (default application/octet-stream)",
+    )
     sha256: Sha256 | None = None
     multipart: StrictBool = Field(default=False, description="Upload in parts whatever the size")
 
@@ -98,7 +129,7 @@ class CreateUploadResponse(BaseModel):
 
 class PartsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    part_numbers: list[StrictInt] = Field(min_length=1, max_length=MAX_PARTS_PER_REQUEST)
+    part_numbers: list[JsonInt] = Field(min_length=1, max_length=MAX_PARTS_PER_REQUEST)
 
 
 class PartUrl(BaseModel):
@@ -123,7 +154,7 @@ class UploadedPartsResponse(BaseModel):
 
 class CompletedPart(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    part_number: StrictInt = Field(ge=1, le=MAX_PARTS)
+    part_number: JsonInt = Field(ge=1, le=MAX_PARTS)
     etag: str = Field(
         min_length=1, max_length=1024, description="The ETag S3 returned for the part"
     )
