@@ -299,29 +299,9 @@ IdParam = Annotated[
 def get_metadata(id: IdParam) -> Response[UploadMetadata | ContentMetadata]:
     found = catalog.metadata(id, owner=_owner(), ledger=_ledger())
     content, upload = found.content, found.upload
-    body: BaseModel
-    if upload is not None:
-        assert upload.completed_at is not None
-        body = UploadMetadata(
-            upload_id=upload.upload_id,
-            filename=upload.filename,
-            size=upload.size,
-            content_type=upload.content_type,
-            status=upload.status,
-            sha256=content.sha256,
-            duplicate=upload.duplicate,
-            created_at=upload.created_at,
-            completed_at=upload.completed_at,
-        )
-    else:
-        body = ContentMetadata(
-            sha256=content.sha256,
-            size=content.size,
-            content_type=content.content_type,
-            upload_count=content.upload_count,
-            created_at=content.created_at,
-            last_uploaded_at=content.last_uploaded_at,
-        )
+    body: BaseModel = (
+        UploadMetadata.of(upload, content) if upload is not None else ContentMetadata.of(content)
+    )
     return _json(HTTPStatus.OK, body.model_dump(mode="json"))
 
 
@@ -363,14 +343,7 @@ def get_download(
     responses={200: _reply("The counters", StatsResponse)},
 )
 def get_stats() -> Response[StatsResponse]:
-    totals = catalog.stats(ledger=_ledger())
-    body = StatsResponse(
-        total_files=totals.files,
-        total_uploads=totals.uploads,
-        duplicates_avoided=totals.duplicates,
-        total_s3_size_saved=totals.bytes_saved,
-        total_bytes_stored=totals.bytes_stored,
-    )
+    body = StatsResponse.of(catalog.stats(ledger=_ledger()))
     return _json(HTTPStatus.OK, body.model_dump(mode="json"))
 
 
@@ -392,16 +365,7 @@ def list_hashes(
         secret=settings.page_token_secret.get_secret_value().encode(),
     )
     body = HashPageResponse(
-        items=[
-            HashItem(
-                sha256=c.sha256,
-                size=c.size,
-                content_type=c.content_type,
-                upload_count=c.upload_count,
-                created_at=c.created_at,
-            )
-            for c in page.contents
-        ],
+        items=[HashItem.of(c) for c in page.contents],
         last_evaluated_key=page.next_token,
     )
     return _json(HTTPStatus.OK, body.model_dump(mode="json"))

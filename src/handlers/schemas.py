@@ -24,6 +24,8 @@ from domain.model import (
     MAX_FILENAME_LENGTH,
     MAX_SINGLE_PUT_SIZE,
     SHA256_PATTERN,
+    Content,
+    StatsDelta,
     Upload,
     UploadStatus,
     validate_content_type,
@@ -238,14 +240,46 @@ class UploadMetadata(BaseModel):
     created_at: datetime
     completed_at: datetime
 
+    @classmethod
+    def of(cls, upload: Upload, content: Content) -> UploadMetadata:
+        assert upload.completed_at is not None  # only held uploads have metadata
+        return cls(
+            upload_id=upload.upload_id,
+            filename=upload.filename,
+            size=upload.size,
+            content_type=upload.content_type,
+            status=upload.status,
+            sha256=content.sha256,
+            duplicate=upload.duplicate,
+            created_at=upload.created_at,
+            completed_at=upload.completed_at,
+        )
 
-class ContentMetadata(BaseModel):
+
+class HashItem(BaseModel):
     sha256: str
     size: int
     content_type: str
     upload_count: int = Field(description="Every upload of this content, by anyone")
     created_at: datetime
+
+    @classmethod
+    def of(cls, content: Content) -> HashItem:
+        return cls(
+            sha256=content.sha256,
+            size=content.size,
+            content_type=content.content_type,
+            upload_count=content.upload_count,
+            created_at=content.created_at,
+        )
+
+
+class ContentMetadata(HashItem):
     last_uploaded_at: datetime
+
+    @classmethod
+    def of(cls, content: Content) -> ContentMetadata:
+        return cls(**HashItem.of(content).model_dump(), last_uploaded_at=content.last_uploaded_at)
 
 
 class DownloadResponse(BaseModel):
@@ -261,13 +295,15 @@ class StatsResponse(BaseModel):
     total_s3_size_saved: int = Field(description="Bytes not stored thanks to dedup")
     total_bytes_stored: int = Field(description="Bytes held under content keys")
 
-
-class HashItem(BaseModel):
-    sha256: str
-    size: int
-    content_type: str
-    upload_count: int
-    created_at: datetime
+    @classmethod
+    def of(cls, totals: StatsDelta) -> StatsResponse:
+        return cls(
+            total_files=totals.files,
+            total_uploads=totals.uploads,
+            duplicates_avoided=totals.duplicates,
+            total_s3_size_saved=totals.bytes_saved,
+            total_bytes_stored=totals.bytes_stored,
+        )
 
 
 class HashPageResponse(BaseModel):
