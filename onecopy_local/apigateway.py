@@ -159,7 +159,7 @@ class ApiHandler(LoopbackHandler):
         finally:
             self.end()
 
-    do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = do_GET
+    do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = do_TRACE = do_GET
 
     def _serve(self) -> None:
         started = time.monotonic()
