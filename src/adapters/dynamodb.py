@@ -320,14 +320,50 @@ class Ledger:
         return [count, self._bump_stats(upload)]
 
     def record_rejected(self, upload: Upload) -> Applied:
-        return self._transact([self._complete_upload(upload)])
+        """REJECTED, by the worker (bytes that do not match) or the client (abort).
 
-    def _complete_upload(self, upload: Upload) -> dict[str, Any]:
+        Refused once a worker claimed a content for the upload (`claim_content`): its bytes
+        matched, and the copy the claim made way for must end up recorded.
+        """
+        return self._transact([self._complete_upload(upload, unclaimed=True)])
+
+    def claim_content(self, upload_id: str, sha256: str) -> bool:
+        """Mark a PENDING upload as about to store `sha256`, before its bytes are copied there.
+
+        From then on the upload can only leave PENDING holding that content (STORED, or
+        DUPLICATE of it), so the copied object always gets its content record: neither an abort
+        nor a stale worker that hashed other bytes can strand it. Claiming again for the same
+        content is a no-op (a redelivery). False when the upload is no longer PENDING, or was
+        claimed for another content.
+        """
+        try:
+            self._ddb.update_item(
+                TableName=self.uploads_table,
+                Key=_item({"upload_id": upload_id}),
+                UpdateExpression="SET claimed_sha256 = :sha",
+                ConditionExpression="#s = :pending AND "
+                "(attribute_not_exists(claimed_sha256) OR claimed_sha256 = :sha)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=_item(
+                    {":sha": sha256, ":pending": UploadStatus.PENDING.value}
+                ),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _complete_upload(self, upload: Upload, *, unclaimed: bool = False) -> dict[str, Any]:
+        # The Put replaces the whole item: a claim (or multipart state) ends with PENDING.
+        condition = "#s = :pending"
+        if unclaimed:
+            condition += " AND attribute_not_exists(claimed_sha256)"
         return {
             "Put": {
                 "TableName": self.uploads_table,
                 "Item": upload_to_item(upload),
-                "ConditionExpression": "#s = :pending",
+                "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#s": "status"},
                 "ExpressionAttributeValues": _item({":pending": UploadStatus.PENDING.value}),
             }

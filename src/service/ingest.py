@@ -5,15 +5,22 @@ Every step is safe to repeat, and any worker may stop between two steps:
 1. read the upload; a terminal one only needs its staging object removed;
 2. learn the object's size and SHA-256 (HeadObject when S3 verified a checksum, else a stream);
 3. bytes that differ from the declaration: REJECTED, no counter moves;
-4. unknown content: copy it to its content key (idempotent: same bytes, same key), then one
-   guarded transaction records content + STORED + counters; if another upload recorded the
-   content first, fall through to 5;
+4. unknown content: claim it on the upload (a guarded write: still PENDING, no other content
+   claimed), copy it to its content key (idempotent: same bytes, same key), then one guarded
+   transaction records content + STORED + counters; if another upload recorded the content
+   first, fall through to 5;
 5. known content: one guarded transaction records DUPLICATE + upload_count + counters;
 6. delete the staging object, only ever after the upload is terminal.
 
+The claim is what keeps a copy from ever being stranded without its content record: a claimed
+upload can only leave PENDING holding the claimed content (the client can no longer abort it),
+and a worker that finds its upload no longer PENDING at the claim (completed or aborted while it
+was hashing, the staging key maybe refilled by a second PUT) copies nothing.
+
 A crash before 4's copy or between copy and transaction leaves the upload PENDING and the message
-to be redelivered; a crash after a transaction leaves only a staging object, removed on the next
-delivery or by the bucket's lifecycle rule.
+to be redelivered (until then, an object under cas/ may lack its record); a crash after a
+transaction leaves only a staging object, removed on the next delivery or by the bucket's
+lifecycle rule.
 """
 
 from __future__ import annotations
@@ -85,6 +92,8 @@ def ingest_object(key: str, *, ledger: Ledger, store: ObjectStore) -> Result:
         )
 
     if ledger.get_content(facts.sha256) is None:
+        if not ledger.claim_content(upload.upload_id, facts.sha256):
+            return _not_claimed(upload, key, store, ledger, staged.downloaded)
         if not store.copy(key, content_key(facts.sha256), etag=staged.etag, size=facts.size):
             return _after_vanished(upload, ledger)
         stored = complete(upload, UploadStatus.STORED, now, sha256=facts.sha256)
@@ -110,6 +119,22 @@ def _finish(
     if applied is Applied.APPLIED:
         return Result(Outcome(upload.status.value.lower()), upload, downloaded)
     return Result(Outcome.ALREADY_COMPLETE, ledger.get_upload(upload.upload_id), downloaded)
+
+
+class ClaimConflict(Exception):
+    """A pending upload claimed for another content: its bytes changed while it was pending."""
+
+
+def _not_claimed(
+    upload: Upload, key: str, store: ObjectStore, ledger: Ledger, downloaded: bool
+) -> Result:
+    current = ledger.get_upload(upload.upload_id)
+    if current is None or not current.status.terminal:
+        # Staging cannot be refilled while the upload is pending: a human should look (DLQ).
+        raise ClaimConflict(f"upload {upload.upload_id} is claimed for another content")
+    # Completed or aborted since we read it: whatever staging holds now is not ours to store.
+    store.delete(key)
+    return Result(Outcome.ALREADY_COMPLETE, current, downloaded)
 
 
 def _after_vanished(upload: Upload, ledger: Ledger) -> Result:
