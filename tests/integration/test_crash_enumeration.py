@@ -8,8 +8,15 @@ delivery gives. Between the crash and the redelivery only two deviations are all
 under cas/ without its record when the crash fell between the copy and the transaction, and the
 upload's staging object, which the redelivery removes.
 
+Scenarios: new content (hash from HeadObject, or streamed), a duplicate, two rejections, a
+multipart object; and a worker overtaken at step k (tests.faults.Scheduler) by another worker
+storing the same content, by a second delivery of its own message, by the client aborting, or
+by a second worker completing the upload after which the client PUTs other bytes to the URL.
+Overtaken workers are crashed at k, and separately resumed.
+
 The step lists below are the enumeration itself: `test_each_scenario_makes_exactly_the_listed_
-calls` fails as soon as the worker's call sequence changes, so no step can go untested.
+calls` fails as soon as the worker's call sequence changes, so no step can go untested. S3's
+CopySourceIfMatch, which moto ignores, is enforced here as S3 does (tests.faults).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from adapters import clients
 from adapters.s3 import ObjectChanged
 from domain.model import staging_key
 from tests import faults
-from tests.faults import CallLog, Crash, Fault, Rig, Scheduler, Target
+from tests.faults import CallLog, Crash, Fault, Rig, Scheduler, Target, When
 from tests.lambda_events import sqs_event
 from tests.pipeline import FakeContext, Pipeline
 
@@ -74,7 +81,7 @@ RACES = {
     "race-abort": NEW_STREAMED,  # the client aborts the upload (DELETE /uploads/{id})
     "race-second-put": NEW_STREAMED,  # B completes it, then the client PUTs other bytes again
 }
-WHEN = ("before", "after")
+WHEN: tuple[When, ...] = ("before", "after")
 
 
 def _cases(scenarios: dict[str, tuple[str, ...]]) -> list[Any]:
@@ -130,7 +137,9 @@ def _multipart(rig: Rig, data: bytes) -> Target:
     )
     assert done.status == 202, done.body
     bodies = rig.notifications()
-    assert len(bodies) == 2  # S3 (as moto) announces the assembled object twice
+    # moto announces the assembled object twice (Put, then CompleteMultipartUpload): the
+    # second is one more redelivery.
+    assert len(bodies) == 2
     return Target(upload_id, bodies)
 
 
@@ -213,10 +222,10 @@ def test_the_enumeration_covers_every_step_twice(capsys: pytest.CaptureFixture[s
 
 @pytest.mark.parametrize(("scenario", "k", "when"), _cases(SINGLE))
 def test_a_crash_at_any_step_is_undone_by_redelivery(
-    rig: Rig, scenario: str, k: int, when: str
+    rig: Rig, scenario: str, k: int, when: When
 ) -> None:
     target = given(rig, scenario)
-    fault = Fault(k, "before" if when == "before" else "after")
+    fault = Fault(k, when)
 
     with CallLog(clients.s3(), clients.dynamodb(), fault=fault) as log, pytest.raises(Crash):
         rig.deliver(target.bodies[0])
@@ -242,13 +251,13 @@ def _failure(when: str) -> Callable[[faults.Call], BaseException]:
 
 @pytest.mark.parametrize(("scenario", "k", "when"), _cases({"new-streamed": NEW_STREAMED}))
 def test_an_error_at_any_step_fails_only_its_message(
-    rig: Rig, scenario: str, k: int, when: str
+    rig: Rig, scenario: str, k: int, when: When
 ) -> None:
     target = given(rig, scenario)
     neighbour = rig.uploaded(b"a neighbour in the same batch\n", owner="bob")
     rig.expected.delivered(neighbour.upload_id, b"a neighbour in the same batch\n")
     event = sqs_event(target.bodies[0], neighbour.bodies[0])
-    fault = Fault(k, "before" if when == "before" else "after", _failure(when))
+    fault = Fault(k, when, _failure(when))
 
     with CallLog(clients.s3(), clients.dynamodb(), fault=fault) as log:
         response = rig.worker.lambda_handler(event, FakeContext())
