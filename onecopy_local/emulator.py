@@ -10,7 +10,12 @@ Every client (the handlers, the worker loop, the CLI, tests) talks to the proxy.
   moto keep the checksum when it does;
 - enforces CopyObject's x-amz-copy-source-if-match / -if-none-match and If-None-Match, which moto
   ignores;
-- emulates SQS long polling outside the lock, so a waiting ReceiveMessage blocks no one.
+- emulates SQS long polling outside the lock, so a waiting ReceiveMessage blocks no one;
+- enforces IAM (onecopy_local.iam): each caller is the principal whose access key signed the
+  request (a presigned URL's signer, when it is used), every request is mapped to the actions and
+  resources AWS would authorize, and a denial is answered as the service answers it. S3's rule
+  that a missing key is 403, not 404, without s3:ListBucket is applied too. Unsigned requests
+  reach only moto's control plane (/moto-api/), CORS preflights and Cognito's public operations.
 
 GetObject If-Match and PutObject If-None-Match are passed through: moto honours both.
 """
@@ -28,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
 from typing import IO
@@ -37,7 +42,7 @@ from xml.sax.saxutils import escape
 
 from moto.server import ThreadedMotoServer
 
-from onecopy_local import sigv4
+from onecopy_local import iam, sigv4
 from onecopy_local._http import (
     HOP_BY_HOP,
     LOGGER,
@@ -48,12 +53,16 @@ from onecopy_local._http import (
 
 log = logging.getLogger(LOGGER)
 
-DEFAULT_CREDENTIALS = {"testing": "testing"}
+DEFAULT_CREDENTIALS = {iam.ADMIN_ACCESS_KEY: iam.ADMIN_SECRET_KEY}
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024  # larger request bodies wait on disk, not in memory
 _BLOCK = 1024 * 1024
 _LONG_POLL_INTERVAL = 0.05
 _SLOW_SECONDS = 5.0  # an emulator request this slow is worth a line in the log
 _NOT_FORWARDED = HOP_BY_HOP | {"content-length", "expect"}
+
+# Told of every IAM decision on a function's request: (principal, action, resource, decision),
+# the decision being iam.Policy.decide's. Least-privilege tests learn from it which grant is used.
+Audit = Callable[[iam.Principal, str, str, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +143,28 @@ class ProxyServer(LoopbackServer):
         upstream: _Upstream,
         *,
         region: str,
-        credentials: Mapping[str, str],
+        principals: Iterable[iam.Principal],
+        enforce_iam: bool,
+        audit: Audit | None = None,
     ) -> None:
         self.upstream = upstream
         self.region = region
-        self.credentials = dict(credentials)
+        self.enforce_iam = enforce_iam
+        self.audit = audit
+        self._principals: dict[str, iam.Principal] = {}
+        self._principals_lock = threading.Lock()
+        self.set_principals(principals)
         super().__init__(port, StrictProxyHandler, "emulator")
+
+    def set_principals(self, principals: Iterable[iam.Principal]) -> None:
+        by_key = {p.access_key: p for p in principals}
+        with self._principals_lock:
+            self._principals = by_key
+
+    def principals(self) -> dict[str, iam.Principal]:
+        """The principals by access key; a request keeps the snapshot it started with."""
+        with self._principals_lock:
+            return self._principals
 
 
 class StrictProxyHandler(LoopbackHandler):
@@ -182,6 +207,7 @@ class StrictProxyHandler(LoopbackHandler):
                 if name.lower() not in _NOT_FORWARDED
             ]
 
+            principals = self.server.principals()
             # Browsers send CORS preflights to the presigned URL itself; S3 does not check those.
             if (
                 self.command != "OPTIONS"
@@ -193,7 +219,7 @@ class StrictProxyHandler(LoopbackHandler):
                     raw_path=split.path,
                     query=query,
                     headers=headers,
-                    secrets=self.server.credentials,
+                    secrets={key: p.secret_key for key, p in principals.items()},
                     region=self.server.region,
                 )
                 if refusal is not None:
@@ -207,6 +233,19 @@ class StrictProxyHandler(LoopbackHandler):
                     "The provided 'x-amz-content-sha256' header does not match what was computed.",
                 )
                 return
+
+            hide_missing: str | None = None  # a bucket ARN: its 404s answer 403 to this caller
+            if self.server.enforce_iam and self.command != "OPTIONS":
+                needs_body = service in ("dynamodb", "sqs", "secretsmanager") or (
+                    self.command == "POST" and "delete" in dict(query)
+                )
+                request = iam.Request(
+                    self.command, self.path, query, headers, spool.read() if needs_body else b""
+                )
+                spool.seek(0)
+                allowed, hide_missing = self._authorize(request, service, principals)
+                if not allowed:
+                    return
 
             if self.command == "PUT" and service in ("s3", None):
                 problem = _checksum_problem(headers, digest.digest())
@@ -238,7 +277,154 @@ class StrictProxyHandler(LoopbackHandler):
             if failed is not None:
                 self._refuse(412, "PreconditionFailed", _PRECONDITION, Condition=failed)
                 return
+            if hide_missing is not None and response.status == 404:
+                body = response.read()
+                if b"<Code>NoSuchBucket</Code>" not in body:
+                    log.info("iam: 404 answered as 403, no s3:ListBucket on %s", hide_missing)
+                    self._s3_error(403, "AccessDenied", "Access Denied")
+                    return
+                self.send_plain(404, _end_to_end(response.getheaders()), body)
+                return
             self._relay(response)
+
+    # --- IAM ---------------------------------------------------------------------------------
+
+    def _authorize(
+        self, request: iam.Request, service: str | None, principals: dict[str, iam.Principal]
+    ) -> tuple[bool, str | None]:
+        """Whether the request may proceed (else the refusal is sent), and the bucket ARN whose
+        404s must be hidden from this caller (S3 without s3:ListBucket)."""
+        access_key = iam.access_key_of(request)
+        if access_key is None:
+            if _is_public(request):
+                return True, None
+            log.info("iam: denied an unsigned %s %s", self.command, self.path)
+            self._anonymous(request)
+            return False, None
+        principal = principals.get(access_key)
+        if principal is None:
+            log.info("iam: unknown access key %s: %s %s", access_key, self.command, self.path)
+            self._invalid_key(request)
+            return False, None
+        if principal.policy is None:
+            return True, None
+        if urlsplit(self.path).path.startswith("/moto-api/"):
+            self._deny(request, iam.Denial(principal, "moto-api", self.path, explicit=False))
+            return False, None
+        try:
+            needed = iam.required(
+                request,
+                region=self.server.region,
+                account_id=principal.account_id,
+                secret_arn=self._secret_arn,
+            )
+        except iam.Unmapped as exc:
+            log.info("iam: denied %s an unmapped request (%s): %s", principal.name, exc, self.path)
+            self._deny(request, iam.Denial(principal, "unmapped", self.path, explicit=False))
+            return False, None
+        denial = iam.authorize(principal, needed)
+        audit = self.server.audit
+        if audit is not None:
+            for action, resource in needed:
+                audit(principal, action, resource, principal.policy.decide(action, resource))
+        if denial is not None:
+            self._deny(request, denial)
+            return False, None
+        bucket = iam.missing_key_answer_needs(request)
+        if bucket is not None:
+            listing = principal.policy.decide("s3:ListBucket", bucket)
+            if audit is not None:
+                audit(principal, "s3:ListBucket", bucket, listing)
+            if listing == "Allow":
+                bucket = None
+        return True, bucket
+
+    def _secret_arn(self, secret_id: str) -> str | None:
+        """The full ARN of a secret named by name or partial ARN, as moto knows it."""
+        credential = (
+            f"{iam.ADMIN_ACCESS_KEY}/20200101/{self.server.region}/secretsmanager/aws4_request"
+        )
+        reply = self.server.upstream.read(
+            "POST",
+            "/",
+            [
+                ("Host", self.headers.get("Host", "127.0.0.1")),
+                ("X-Amz-Target", "secretsmanager.DescribeSecret"),
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("Authorization", f"AWS4-HMAC-SHA256 Credential={credential}, Signature=0"),
+            ],
+            json.dumps({"SecretId": secret_id}).encode(),
+        )
+        if reply.status != 200:
+            return None
+        arn = json.loads(reply.body).get("ARN")
+        return arn if isinstance(arn, str) else None
+
+    def _deny(self, request: iam.Request, denial: iam.Denial) -> None:
+        log.info("iam: denied %s %s on %s", denial.principal.name, denial.action, denial.resource)
+        service = iam.service_of(request)
+        if service == "dynamodb":
+            self._json_error(400, "com.amazon.coral.service#AccessDeniedException", denial.message)
+        elif service == "secretsmanager":
+            self._json_error(400, "AccessDeniedException", denial.message, json_version="1.1")
+        elif service == "sqs":
+            self._sqs_error(403, "AccessDenied", denial.message)
+        else:
+            self._s3_error(403, "AccessDenied", denial.message)
+
+    def _invalid_key(self, request: iam.Request) -> None:
+        service = iam.service_of(request)
+        message = "The security token included in the request is invalid."
+        if service in ("dynamodb", "secretsmanager") or (
+            service == "sqs" and request.header("x-amz-target")
+        ):
+            self._json_error(400, "UnrecognizedClientException", message)
+        elif service == "sqs":
+            self._sqs_error(403, "InvalidClientTokenId", message)
+        else:
+            self._s3_error(
+                403,
+                "InvalidAccessKeyId",
+                "The AWS Access Key Id you provided does not exist in our records.",
+            )
+
+    def _anonymous(self, request: iam.Request) -> None:
+        if request.header("x-amz-target"):
+            self._json_error(
+                400, "MissingAuthenticationTokenException", "Missing Authentication Token"
+            )
+        else:
+            self._s3_error(403, "AccessDenied", "Access Denied")
+
+    def _json_error(
+        self, status: int, error_type: str, message: str, *, json_version: str = "1.0"
+    ) -> None:
+        body = json.dumps({"__type": error_type, "message": message}).encode()
+        headers = [
+            ("Content-Type", f"application/x-amz-json-{json_version}"),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+        ]
+        self.send_plain(status, headers, body)
+
+    def _sqs_error(self, status: int, code: str, message: str) -> None:
+        """SQS's error in the protocol the request used (JSON, or the older query/XML one)."""
+        request_id = str(uuid.uuid4())
+        if self.headers.get("X-Amz-Target"):
+            body = json.dumps({"__type": f"com.amazonaws.sqs#{code}", "message": message}).encode()
+            headers = [
+                ("Content-Type", "application/x-amz-json-1.0"),
+                ("x-amzn-RequestId", request_id),
+                # botocore takes the error code of a query-compatible service from this header.
+                ("x-amzn-query-error", f"{code};Sender"),
+            ]
+        else:
+            body = (
+                "<ErrorResponse><Error><Type>Sender</Type>"
+                f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
+                f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+            ).encode()
+            headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
+        self.send_plain(status, headers, body)
 
     # --- S3 rules ----------------------------------------------------------------------------
 
@@ -369,6 +555,33 @@ def _checksum_problem(headers: dict[str, list[str]], digest: bytes) -> tuple[int
     return None
 
 
+# Cognito's user-pool operations that AWS answers without a signature.
+_PUBLIC_TARGETS = frozenset(
+    f"AWSCognitoIdentityProviderService.{op}"
+    for op in (
+        "InitiateAuth",
+        "RespondToAuthChallenge",
+        "SignUp",
+        "ConfirmSignUp",
+        "ForgotPassword",
+        "ConfirmForgotPassword",
+        "GetUser",
+        "RevokeToken",
+    )
+)
+
+
+def _is_public(request: iam.Request) -> bool:
+    """Unsigned requests that reach moto: its control plane, preflights, public operations."""
+    path = urlsplit(request.path).path
+    return (
+        request.method == "OPTIONS"
+        or path.startswith("/moto-api/")
+        or path.endswith("/.well-known/jwks.json")
+        or request.header("x-amz-target") in _PUBLIC_TARGETS
+    )
+
+
 def _payload_hash_matches(headers: dict[str, list[str]], digest: str) -> bool:
     """A header-signed S3 request's x-amz-content-sha256, when it is a hash, is the body's."""
     claimed = _first(headers, "x-amz-content-sha256") or ""
@@ -412,20 +625,36 @@ def _blocks(response: http.client.HTTPResponse) -> Iterator[bytes]:
 
 
 class Emulator:
-    """moto on an internal port, and the strict proxy every client uses, on 127.0.0.1."""
+    """moto on an internal port, and the strict proxy every client uses, on 127.0.0.1.
+
+    ``principals`` are who may call (by access key); the admin identity alone by default.
+    ``enforce_iam=False`` skips authorization (any signed request passes, as with bare moto);
+    presigned URLs are still verified against the principals' secrets. ``audit`` is told of every
+    decision on a function's request (for tests).
+    """
 
     def __init__(
         self,
         port: int = 4566,
         *,
         region: str = "us-east-1",
-        credentials: Mapping[str, str] = DEFAULT_CREDENTIALS,
+        principals: Iterable[iam.Principal] | None = None,
+        enforce_iam: bool = True,
+        audit: Audit | None = None,
     ) -> None:
         self._port = port
         self.region = region
-        self.credentials = dict(credentials)
+        self.enforce_iam = enforce_iam
+        self.audit = audit
+        self._principals = list(principals) if principals is not None else [iam.admin_principal()]
         self._moto: ThreadedMotoServer | None = None
         self._proxy: ProxyServer | None = None
+
+    def set_principals(self, principals: Iterable[iam.Principal]) -> None:
+        """Replace who may call, and with which policies; applies to the next request on."""
+        self._principals = list(principals)
+        if self._proxy is not None:
+            self._proxy.set_principals(self._principals)
 
     @property
     def endpoint_url(self) -> str:
@@ -443,7 +672,9 @@ class Emulator:
                 self._port,
                 _Upstream(host, port),
                 region=self.region,
-                credentials=self.credentials,
+                principals=self._principals,
+                enforce_iam=self.enforce_iam,
+                audit=self.audit,
             )
         except OSError:
             self._moto.stop()
