@@ -1,5 +1,5 @@
-"""`make run` / `onecopy-local`: the API, the AWS emulator, the worker and a Lambda Invoke
-endpoint, on 127.0.0.1."""
+"""`make run` / `onecopy-local`: the API gateway, the AWS emulator (enforcing IAM), every function
+of template.yaml in an environment of its own, and a Lambda Invoke endpoint, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 
 from onecopy_local._http import LOGGER
+from onecopy_local.lambda_runtime import FunctionError
 from onecopy_local.stack import (
     DEFAULT_API_PORT,
     DEFAULT_EMULATOR_PORT,
@@ -20,11 +21,16 @@ from onecopy_local.stack import (
     DEFAULT_WORKERS,
     INVOKABLE_FUNCTIONS,
     REGION,
+    WORKER_FUNCTION,
     LocalStack,
 )
 from onecopy_local.worker import BATCH_SIZE
 
 READY = "Ready. Press Ctrl-C to stop."
+NO_IAM_WARNING = (
+    "WARNING: IAM enforcement is OFF (--no-iam): every function may make any AWS call, so a "
+    "grant missing from template.yaml will not show here and will fail once deployed."
+)
 
 
 def _port(value: str) -> int:
@@ -89,6 +95,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "before invoking the worker (the copy is not copied again)",
     )
     parser.add_argument(
+        "--no-iam",
+        action="store_true",
+        help="do not enforce IAM: the emulator then authorizes every call of every function "
+        "(an escape hatch for experiments; by default each function may do only what its "
+        "policies in template.yaml grant)",
+    )
+    parser.add_argument(
         "--stop-on-eof",
         action="store_true",
         help="also stop when stdin closes (for supervisors and test fixtures)",
@@ -104,8 +117,16 @@ def banner(stack: LocalStack) -> str:
         ("Lambda endpoint", f"{stack.lambda_url}  ({', '.join(INVOKABLE_FUNCTIONS)})"),
         (
             "Emulator endpoint",
-            f"{stack.endpoint_url}  (AWS_ENDPOINT_URL; credentials testing/testing, {REGION})",
+            f"{stack.endpoint_url}  (AWS_ENDPOINT_URL; operator credentials testing/testing, "
+            f"{REGION})",
         ),
+        (
+            "IAM",
+            "enforced (policies from template.yaml)"
+            if stack.enforce_iam
+            else "OFF (--no-iam): every call of every function is allowed",
+        ),
+        *_function_rows(stack),
         ("Bucket", r.bucket),
         ("Queue", r.queue_url),
         ("Dead-letter queue", r.dlq_url),
@@ -130,6 +151,27 @@ def banner(stack: LocalStack) -> str:
     return "\n".join(lines)
 
 
+def _function_rows(stack: LocalStack) -> list[tuple[str, str]]:
+    """One row per function: its identity's access key, then what runs it and how it is reached."""
+    rows = []
+    for logical_id, pool in stack.functions.items():
+        principal = stack.principals[logical_id]
+        pids = ", ".join(str(pid) for pid in pool.pids)
+        reached = [r.key for r in stack.routes if r.function == logical_id]
+        if logical_id in INVOKABLE_FUNCTIONS:
+            reached.append("Lambda endpoint")
+        if logical_id == WORKER_FUNCTION:
+            reached.append("the ingest queue's pollers")
+        rows.append(
+            (
+                logical_id,
+                f"{principal.access_key}  (role {logical_id}Role; process {pids}; "
+                f"{', '.join(reached)})",
+            )
+        )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
@@ -150,10 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         visibility_timeout=args.visibility_timeout,
         lambda_port=args.lambda_port,
         duplicate_deliveries=args.duplicate_deliveries,
+        enforce_iam=not args.no_iam,
     )
+    if args.no_iam:
+        print(NO_IAM_WARNING, file=sys.stderr, flush=True)
     try:
         stack.start()
-    except OSError as exc:
+    except (OSError, FunctionError) as exc:
         print(f"onecopy-local: {exc}", file=sys.stderr)
         return 1
     if args.stop_on_eof:

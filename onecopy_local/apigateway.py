@@ -1,10 +1,13 @@
-"""A local API Gateway HTTP API: each request becomes a payload 2.0 event for the API function.
+"""A local API Gateway HTTP API: routes by template.yaml, and payload 2.0 events for the functions.
 
-What API Gateway does before and after the Lambda call is done here too: headers lowercased and
-repeated ones joined with commas, cookies split out, non-text bodies base64-encoded, the 10 MB
-payload limit, a 500 {"message": "Internal Server Error"} when the function fails, and the
-response's cookies and base64 body turned back into HTTP. Beside the API it serves the upload
-page's files (web/), so the page and the API share one origin locally.
+The routes are the template's own: every ``HttpApi`` event of every function (Path + Method, the
+route key "METHOD /path"). A request goes to the route API Gateway would pick (``match_route``);
+with none, the answer is 404 {"message": "Not Found"} and no function runs. What API Gateway
+does before and after the Lambda call is done here too: headers lowercased and repeated ones
+joined with commas, cookies split out, non-text bodies base64-encoded, the 10 MB payload limit, a
+500 {"message": "Internal Server Error"} when the function fails, and the response's cookies and
+base64 body turned back into HTTP. The upload page is no exception: template.yaml routes its
+files to PageFunction, which serves them here as it does deployed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -27,8 +31,7 @@ from onecopy_local._http import (
     LoopbackServer,
     RequestBodyError,
 )
-from onecopy_local.lambda_runtime import ACCOUNT_ID
-from onecopy_local.web import static_response
+from onecopy_local.resources import ACCOUNT_ID
 
 log = logging.getLogger(LOGGER)
 
@@ -38,9 +41,101 @@ _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/java
 _TEXT_SUFFIXES = ("+json", "+xml")
 
 Invoke = Callable[[dict[str, Any]], Any]
-# template.yaml's HttpApi routes; `/{proxy+}` needs at least one path segment, so `/` is not one.
-ROOT_ROUTE = "GET /"
-PROXY_ROUTE = "ANY /{proxy+}"
+DEFAULT_ROUTE = "$default"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str  # upper case, or "ANY"
+    path: str  # "/uploads/{id}", "/{proxy+}", or "$default"
+    function: str  # the logical id of the function it invokes
+
+    @property
+    def key(self) -> str:
+        return DEFAULT_ROUTE if self.path == DEFAULT_ROUTE else f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    route: Route
+    path_parameters: dict[str, str]
+
+
+def template_routes(template: Mapping[str, Any]) -> list[Route]:
+    """Every HttpApi event of every function in the template; an event without a Path and
+    Method is the $default route, as SAM makes it."""
+    routes = []
+    for logical_id, spec in template["Resources"].items():
+        if spec.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in (spec.get("Properties", {}).get("Events") or {}).values():
+            if event.get("Type") != "HttpApi":
+                continue
+            props = event.get("Properties") or {}
+            path, method = props.get("Path"), props.get("Method")
+            if path is None and method is None:
+                routes.append(Route("ANY", DEFAULT_ROUTE, logical_id))
+            else:
+                routes.append(Route(str(method or "ANY").upper(), str(path), logical_id))
+    keys = [r.key for r in routes]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"template.yaml declares a route twice: {sorted(keys)}")
+    return routes
+
+
+def _segments(path: str) -> list[str]:
+    return [] if path == "/" else path[1:].split("/")
+
+
+def _path_match(route_path: str, path: str) -> tuple[tuple[int, int], dict[str, str]] | None:
+    """How specifically ``route_path`` matches ``path`` (higher is more), and its variables."""
+    pattern, actual = _segments(route_path), _segments(path)
+    greedy = bool(pattern) and pattern[-1].startswith("{") and pattern[-1].endswith("+}")
+    fixed = pattern[:-1] if greedy else pattern
+    if len(actual) < len(fixed) + greedy or (not greedy and len(actual) != len(fixed)):
+        return None
+    variables: dict[str, str] = {}
+    literals = 0
+    for want, got in zip(fixed, actual, strict=False):
+        if want.startswith("{") and want.endswith("}"):
+            if not got:
+                return None
+            variables[want[1:-1]] = unquote(got)
+        elif want == got:
+            literals += 1
+        else:
+            return None
+    if greedy:
+        rest = "/".join(actual[len(fixed) :])
+        if not rest:
+            return None
+        variables[pattern[-1][1:-2]] = unquote(rest)
+    # An exact path beats one with variables, which beats a greedy one; then more literals win.
+    kind = 0 if greedy else 1 if variables else 2
+    return (kind, literals), variables
+
+
+def match_route(routes: Iterable[Route], method: str, path: str) -> Match | None:
+    """The route API Gateway picks: the most specific path, then a specific method over ANY;
+    $default only when nothing else matches."""
+    best: tuple[tuple[int, int, int], Match] | None = None
+    default = None
+    for route in routes:
+        if route.path == DEFAULT_ROUTE:
+            default = route
+            continue
+        if route.method not in (method, "ANY"):
+            continue
+        found = _path_match(route.path, path)
+        if found is None:
+            continue
+        (kind, literals), variables = found
+        rank = (kind, literals, int(route.method != "ANY"))
+        if best is None or rank > best[0]:
+            best = (rank, Match(route, variables))
+    if best is not None:
+        return best[1]
+    return Match(default, {}) if default is not None else None
 
 
 def http_api_event(
@@ -50,14 +145,14 @@ def http_api_event(
     headers: Iterable[tuple[str, str]],
     body: bytes,
     source_ip: str,
+    match: Match,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The event API Gateway (HTTP API, payload format 2.0) sends to Lambda for template.yaml's
-    routes: `GET /`, and `ANY /{proxy+}` with the path after the first slash as `proxy`."""
+    """The event API Gateway (HTTP API, payload format 2.0) sends to Lambda for ``match``."""
     now = now or datetime.now(UTC)
     split = urlsplit(target)
     path = split.path or "/"
-    route_key = ROOT_ROUTE if path == "/" else PROXY_ROUTE
+    route_key = match.route.key
     joined: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in headers:
@@ -101,8 +196,8 @@ def http_api_event(
     }
     if cookies:
         event["cookies"] = cookies
-    if route_key == PROXY_ROUTE:
-        event["pathParameters"] = {"proxy": unquote(path[1:])}
+    if match.path_parameters:
+        event["pathParameters"] = dict(match.path_parameters)
     if split.query:
         params: dict[str, str] = {}
         for name, value in parse_qsl(split.query, keep_blank_values=True):
@@ -144,8 +239,14 @@ def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 
 
 class ApiServer(LoopbackServer):
-    def __init__(self, port: int, invoke: Invoke) -> None:
-        self.invoke = invoke
+    """Serves ``routes``, invoking ``functions[route.function]`` for each request."""
+
+    def __init__(self, port: int, routes: Sequence[Route], functions: Mapping[str, Invoke]) -> None:
+        missing = {r.function for r in routes} - set(functions)
+        if missing:
+            raise ValueError(f"no function to invoke for the routes of {sorted(missing)}")
+        self.routes = list(routes)
+        self.functions = dict(functions)
         super().__init__(port, ApiHandler, "api")
 
 
@@ -163,12 +264,6 @@ class ApiHandler(LoopbackHandler):
 
     def _serve(self) -> None:
         started = time.monotonic()
-        if self.command in ("GET", "HEAD") and (page := static_response(self.path)) is not None:
-            status, page_headers, content = page
-            self.send_plain(
-                status, list(page_headers.items()), content, head=self.command == "HEAD"
-            )
-            return
         try:
             if int(self.headers.get("Content-Length") or 0) > MAX_PAYLOAD_BYTES:
                 self.close_connection = True
@@ -185,9 +280,11 @@ class ApiHandler(LoopbackHandler):
             self.close_connection = True
             self._json(400, {"message": "Bad Request"})
             return
-        if urlsplit(self.path).path in ("", "/") and self.command != "GET":
-            # No route matches: API Gateway answers itself, without invoking the function.
+        match = match_route(self.server.routes, self.command, urlsplit(self.path).path or "/")
+        if match is None:
+            # API Gateway answers itself, without invoking anything.
             self._json(404, {"message": "Not Found"})
+            log.info("api: %s %s -> 404 (no route)", self.command, self.path)
             return
         event = http_api_event(
             method=self.command,
@@ -195,11 +292,14 @@ class ApiHandler(LoopbackHandler):
             headers=self.headers.items(),
             body=bytes(body),
             source_ip=self.client_address[0],
+            match=match,
         )
+        function = match.route.function
         try:
-            status, headers, payload = http_response(self.server.invoke(event))
-        except Exception:
-            log.exception("api: the function failed on %s %s", self.command, self.path)
+            status, headers, payload = http_response(self.server.functions[function](event))
+        except Exception as exc:
+            # The environment has logged the function's own traceback.
+            log.error("api: %s failed on %s %s: %s", function, self.command, self.path, exc)
             status, headers = 500, [("content-type", "application/json")]
             payload = json.dumps({"message": "Internal Server Error"}).encode()
         headers.append(("apigw-requestid", event["requestContext"]["requestId"]))

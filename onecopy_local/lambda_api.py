@@ -3,33 +3,36 @@
     server = LambdaInvokeServer({"ReconcileFunction": handler}, port=3001).start()
     boto3.client("lambda", endpoint_url=server.url).invoke(FunctionName="ReconcileFunction")
 
+A handler is called as Lambda calls one, ``handler(event, context)``: the local stack passes one
+that forwards the event to the function's execution environment (onecopy_local.lambda_runtime),
+which raises FunctionError with the runtime's error payload when the function fails.
+
 It implements the one REST call clients make, `POST /2015-03-31/functions/{name}/invocations`,
 for synchronous (RequestResponse) invocations: the JSON payload is the event, the handler's JSON
 result is the answer (200). As in AWS, a handler that raises still answers 200, with
 `X-Amz-Function-Error: Unhandled` and the error as JSON; an unknown function is a 404
-ResourceNotFoundException. Each function runs one invocation at a time, as one warm execution
-environment does (Powertools keeps per-invocation state in module globals).
+ResourceNotFoundException. Running one invocation at a time per execution environment is the
+handler's business (the stack's environments do).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from onecopy_local._http import LOGGER, LoopbackHandler, LoopbackServer, RequestBodyError
+from onecopy_local.lambda_runtime import FunctionError, error_payload
+from onecopy_local.resources import ACCOUNT_ID
 
 log = logging.getLogger(LOGGER)
 
 Handler = Callable[[Any, Any], Any]
 
-ACCOUNT_ID = "123456789012"
 DEFAULT_TIMEOUT_SECONDS = 900
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's limit for a synchronous request payload
 _PREFIX = "/2015-03-31/functions/"
@@ -68,7 +71,6 @@ class _InvokeHTTPServer(LoopbackServer):
         self, port: int, functions: Mapping[str, Handler], region: str, timeout_seconds: float
     ) -> None:
         self.functions = dict(functions)
-        self.locks = {name: threading.Lock() for name in self.functions}
         self.region = region
         self.timeout_seconds = timeout_seconds
         super().__init__(port, _InvokeHandler, "lambda")
@@ -141,17 +143,19 @@ class _InvokeHandler(LoopbackHandler):
         headers = [("X-Amz-Executed-Version", "$LATEST")]
         error: dict[str, Any] | None = None
         try:
-            with self.server.locks[name]:
-                result = handler(event, context)
+            result = handler(event, context)
+        except FunctionError as exc:
+            log.error("lambda: %s failed: %s", name, exc)
+            error = exc.payload
         except Exception as exc:
             log.exception("lambda: %s failed", name)
-            error = _error_payload(exc, type(exc).__name__, str(exc), context)
+            error = error_payload(exc, type(exc).__name__, str(exc), context.aws_request_id)
         else:
             try:
                 payload = json.dumps(result).encode()
             except (TypeError, ValueError) as exc:
                 message = f"Unable to marshal response: {exc}"
-                error = _error_payload(exc, "Runtime.MarshalError", message, context)
+                error = error_payload(exc, "Runtime.MarshalError", message, context.aws_request_id)
         if error is not None:
             payload = json.dumps(error).encode()
             headers.append(("X-Amz-Function-Error", "Unhandled"))
@@ -172,18 +176,6 @@ class _InvokeHandler(LoopbackHandler):
             *headers,
         ]
         self.send_plain(status, headers, body, head=self.command == "HEAD")
-
-
-def _error_payload(
-    exc: BaseException, kind: str, message: str, context: InvokeContext
-) -> dict[str, Any]:
-    """The body Lambda's Python runtime returns for an unhandled error."""
-    return {
-        "errorMessage": message,
-        "errorType": kind,
-        "requestId": context.aws_request_id,
-        "stackTrace": traceback.format_tb(exc.__traceback__),
-    }
 
 
 class LambdaInvokeServer:

@@ -7,6 +7,9 @@ keeps the local stack and the tests from drifting away from what `sam deploy` cr
 from __future__ import annotations
 
 import json
+import re
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -53,6 +56,9 @@ def parameter_default(name: str) -> str:
     return str(template()["Parameters"][name]["Default"])
 
 
+ACCOUNT_ID = "123456789012"  # moto's default account
+
+
 @dataclass(frozen=True)
 class Resources:
     region: str
@@ -63,23 +69,173 @@ class Resources:
     stats_shards: int
     queue_url: str
     dlq_url: str
+    queue_arn: str
+    dlq_arn: str
+    page_token_secret_arn: str
+    account_id: str = ACCOUNT_ID
+
+    def refs(self) -> dict[str, str]:
+        """What `!Ref <LogicalId>` resolves to, locally, for the template's resources."""
+        return {
+            "FilesBucket": self.bucket,
+            "UploadsTable": self.uploads_table,
+            "ContentsTable": self.contents_table,
+            "StatsTable": self.stats_table,
+            "IngestQueue": self.queue_url,
+            "IngestDeadLetterQueue": self.dlq_url,
+            "PageTokenSecret": self.page_token_secret_arn,
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account_id,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+
+    def arns(self) -> dict[str, str]:
+        """What `!GetAtt <LogicalId>.Arn` resolves to, locally."""
+        table = f"arn:aws:dynamodb:{self.region}:{self.account_id}:table/"
+        return {
+            "FilesBucket": f"arn:aws:s3:::{self.bucket}",
+            "UploadsTable": table + self.uploads_table,
+            "ContentsTable": table + self.contents_table,
+            "StatsTable": table + self.stats_table,
+            "IngestQueue": self.queue_arn,
+            "IngestDeadLetterQueue": self.dlq_arn,
+            "PageTokenSecret": self.page_token_secret_arn,
+        }
 
     def function_env(self) -> dict[str, str]:
-        """The environment template.yaml gives both functions (Globals + their own)."""
-        return {
-            "BUCKET_NAME": self.bucket,
-            "UPLOADS_TABLE": self.uploads_table,
-            "CONTENTS_TABLE": self.contents_table,
-            "STATS_TABLE": self.stats_table,
-            "STATS_SHARDS": str(self.stats_shards),
-            "POWERTOOLS_SERVICE_NAME": "onecopy",
-            "POWERTOOLS_METRICS_NAMESPACE": "onecopy",
-            "ALLOWED_ORIGINS": parameter_default("AllowedOrigins"),
-            "UPLOAD_URL_TTL_SECONDS": "900",
-            "DOWNLOAD_URL_TTL_SECONDS": "900",
-            # Deployed stacks generate this in Secrets Manager; locally any fixed value will do.
-            "PAGE_TOKEN_SECRET": "local-page-token-secret-not-for-production",
-        }
+        """The variables template.yaml gives its functions (Globals + each one's own), merged, for
+        driving handlers in-process. The log level is left to the runner (tests quiet it)."""
+        merged: dict[str, str] = {}
+        for logical_id in function_ids():
+            for name, value in function_variables(logical_id, self).items():
+                if merged.setdefault(name, value) != value:
+                    raise TemplateError(f"{name} differs between functions; set it per function")
+        merged.pop("POWERTOOLS_LOG_LEVEL", None)
+        return merged
+
+
+# --- template values, resolved locally -----------------------------------------------------------
+
+
+class TemplateError(ValueError):
+    """A template value the local stack cannot resolve: refused, never guessed."""
+
+
+_SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+
+
+def parameters(overrides: Mapping[str, str] | None = None) -> dict[str, str | list[str]]:
+    """What `!Ref <Parameter>` gives: the defaults (a CommaDelimitedList as a list), overridden
+    as `sam deploy --parameter-overrides` would."""
+    values: dict[str, str | list[str]] = {}
+    for name, spec in template().get("Parameters", {}).items():
+        raw = (overrides or {}).get(name, spec.get("Default"))
+        if raw is None:
+            continue
+        text = ",".join(raw) if isinstance(raw, list) else str(raw)
+        values[name] = text.split(",") if spec.get("Type") == "CommaDelimitedList" else text
+    return values
+
+
+def resolve(value: Any, resources: Resources, overrides: Mapping[str, str] | None = None) -> Any:
+    """``value`` with its intrinsic functions (Ref, Sub, GetAtt .Arn, Join, Select, Split)
+    evaluated to the local stack's names and ARNs."""
+    refs: dict[str, Any] = {**parameters(overrides), **resources.refs()}
+    arns = resources.arns()
+
+    def ref(name: str) -> Any:
+        if name not in refs:
+            raise TemplateError(f"!Ref {name}: no local value")
+        return refs[name]
+
+    def get_att(arg: Any) -> str:
+        logical_id, attribute = arg.split(".", 1) if isinstance(arg, str) else arg
+        if attribute != "Arn" or logical_id not in arns:
+            raise TemplateError(f"!GetAtt {logical_id}.{attribute}: no local value")
+        return arns[logical_id]
+
+    def sub(arg: Any) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], walk(arg[1]))
+
+        def one(match: re.Match[str]) -> str:
+            name = match[1]
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in variables:
+                return str(variables[name])
+            return get_att(name) if "." in name else str(ref(name))
+
+        return _SUB_VARIABLE.sub(one, text)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((name, arg),) = node.items()
+            if name == "Ref":
+                return ref(arg)
+            if name == "Fn::GetAtt":
+                return get_att(arg)
+            if name == "Fn::Sub":
+                return sub(arg)
+            if name == "Fn::Join":
+                return str(arg[0]).join(str(item) for item in walk(arg[1]))
+            if name == "Fn::Select":
+                return walk(arg[1])[int(walk(arg[0]))]
+            if name == "Fn::Split":
+                return str(walk(arg[1])).split(str(arg[0]))
+            if name.startswith("Fn::"):
+                raise TemplateError(f"{name} is not resolved locally: {node!r}")
+        return {key: walk(item) for key, item in node.items()}
+
+    resolved = walk(value)
+    if isinstance(resolved, str) and "{{resolve:" in resolved:
+        raise TemplateError(f"dynamic references are not resolved locally: {resolved}")
+    return resolved
+
+
+def function_ids() -> list[str]:
+    """The logical ids of the template's functions, in template order."""
+    return [
+        logical_id
+        for logical_id, spec in template()["Resources"].items()
+        if spec.get("Type") == "AWS::Serverless::Function"
+    ]
+
+
+def function_property(logical_id: str, name: str, default: Any = None) -> Any:
+    """A function's property, or the Globals' value for it, or ``default``."""
+    props = resource(logical_id)
+    if name in props:
+        return props[name]
+    return template().get("Globals", {}).get("Function", {}).get(name, default)
+
+
+def function_variables(
+    logical_id: str, resources: Resources, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A function's environment variables as deployed: Globals', then its own, resolved."""
+    declared = {
+        **template()
+        .get("Globals", {})
+        .get("Function", {})
+        .get("Environment", {})
+        .get("Variables", {}),
+        **resource(logical_id).get("Environment", {}).get("Variables", {}),
+    }
+    return {name: _env_string(resolve(v, resources, overrides)) for name, v in declared.items()}
+
+
+def _env_string(value: Any) -> str:
+    # CloudFormation turns scalars into strings, booleans as "true"/"false".
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise TemplateError(f"an environment variable must be a scalar, not {value!r}")
 
 
 _TABLE_KEYS = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
@@ -127,6 +283,15 @@ def create_resources(
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
+
+    secrets_manager = session.client("secretsmanager", **kw)
+    generated = resource("PageTokenSecret")["GenerateSecretString"]
+    secret_arn = secrets_manager.create_secret(
+        Name=f"{prefix}-page-token-secret",
+        SecretString=secrets.token_urlsafe(generated["PasswordLength"])[
+            : generated["PasswordLength"]
+        ],
+    )["ARN"]
 
     bucket_props = resource("FilesBucket")
     bucket = f"{prefix}-files"
@@ -182,6 +347,9 @@ def create_resources(
         stats_shards=int(parameter_default("StatsShards")),
         queue_url=queue_url,
         dlq_url=dlq_url,
+        queue_arn=queue_arn,
+        dlq_arn=dlq_arn,
+        page_token_secret_arn=secret_arn,
     )
 
 

@@ -1,52 +1,80 @@
-"""The whole local stack: emulator, resources, API, Lambda Invoke endpoint and worker pollers,
-started and stopped as one.
+"""The whole local stack: emulator, resources, API gateway, Lambda Invoke endpoint, SQS pollers,
+and one execution environment per function, started and stopped as one.
 
     with LocalStack(port=0, emulator_port=0) as stack:
         requests.post(f"{stack.api_url}/uploads", json={...})
 
-The API and reconcile functions run in this process, so starting a stack sets this process's
-environment (the functions' settings, AWS_ENDPOINT_URL, fake credentials); ``close()`` restores
-it. Do not run one inside moto's ``mock_aws``: both use moto's global state, and mock_aws would
-intercept the stack's own clients.
+Every function of template.yaml runs as Lambda runs it: in a process of its own
+(onecopy_local.lambda_runtime), with the environment the template gives it and the credentials
+of its own principal, standing for its execution role. The emulator authorizes each call against
+that role's policy, built from the template (onecopy_local.iam), unless ``enforce_iam`` is off.
+The stack itself uses the operator's identity (admin) only to create the resources, as
+`sam deploy` would, and for the --duplicate-deliveries test device. It changes nothing in this
+process's environment.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
-import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
-from onecopy_local.apigateway import ApiServer
-from onecopy_local.emulator import DEFAULT_CREDENTIALS, Emulator
-from onecopy_local.lambda_api import LambdaInvokeServer
-from onecopy_local.lambda_runtime import Function, FunctionConfig, ensure_code_root
-from onecopy_local.resources import ROOT, Resources, create_resources, resource
-from onecopy_local.worker import WorkerPool
+from onecopy_local.apigateway import ApiServer, Route, template_routes
+from onecopy_local.emulator import Emulator
+from onecopy_local.iam import Principal, admin_principal, function_principals
+from onecopy_local.lambda_api import InvokeContext, LambdaInvokeServer
+from onecopy_local.lambda_runtime import FunctionConfig, FunctionPool, lambda_environ
+from onecopy_local.resources import (
+    ROOT,
+    Resources,
+    create_resources,
+    function_property,
+    function_variables,
+    resource,
+    template,
+)
+from onecopy_local.worker import EventSourceMapping
 
 DEFAULT_API_PORT = 3000
 DEFAULT_EMULATOR_PORT = 4566
 DEFAULT_LAMBDA_PORT = 3001  # where `sam local start-lambda` listens
 # The functions clients invoke directly (`onecopy admin reconcile`), by their template names.
 INVOKABLE_FUNCTIONS = ("ReconcileFunction",)
+WORKER_FUNCTION = "WorkerFunction"
 DEFAULT_WORKERS = 2
 DEFAULT_VISIBILITY_TIMEOUT = 5  # seconds; short so that a failed message is retried quickly
 REGION = "us-east-1"
-ACCESS_KEY = "testing"
+
+
+def function_config(logical_id: str, resources: Resources) -> FunctionConfig:
+    """A function as template.yaml defines it, its variables resolved to the local resources.
+
+    The log level is the runner's: POWERTOOLS_LOG_LEVEL in the stack's environment overrides the
+    LogLevel parameter, as `--parameter-overrides` would.
+    """
+    overrides = {}
+    if level := os.environ.get("POWERTOOLS_LOG_LEVEL"):
+        overrides["LogLevel"] = level
+    return FunctionConfig(
+        logical_id=logical_id,
+        handler=str(function_property(logical_id, "Handler")),
+        code_root=(ROOT / str(function_property(logical_id, "CodeUri"))).resolve(),
+        runtime=str(function_property(logical_id, "Runtime")),
+        timeout_seconds=int(function_property(logical_id, "Timeout", 3)),
+        memory_mb=int(function_property(logical_id, "MemorySize", 128)),
+        variables=function_variables(logical_id, resources, overrides),
+        region=resources.region,
+        account_id=resources.account_id,
+    )
 
 
 class LocalStack:
-    """Emulator + template resources + API and Lambda Invoke endpoint (in this process) + worker
-    pollers (child processes).
-
-    The in-process functions are invoked one event at a time, all of them together (the API and
-    ReconcileFunction share Powertools' logger), and each poller is its own process, for the
-    reason Lambda gives each invocation its own environment: Powertools keeps per-invocation
-    state in module globals.
-    """
+    """Emulator + template resources + the functions' environments (child processes) behind the
+    API gateway, the Lambda Invoke endpoint and the SQS pollers (threads of this process)."""
 
     def __init__(
         self,
@@ -58,6 +86,7 @@ class LocalStack:
         prefix: str = "onecopy",
         lambda_port: int = DEFAULT_LAMBDA_PORT,
         duplicate_deliveries: bool = False,
+        enforce_iam: bool = True,
     ) -> None:
         if workers < 0:
             raise ValueError("workers must not be negative")
@@ -70,13 +99,15 @@ class LocalStack:
         self.prefix = prefix
         self.lambda_port = lambda_port
         self.duplicate_deliveries = duplicate_deliveries
-        self._lambda: LambdaInvokeServer | None = None
-        self._invoke_lock = threading.Lock()
+        self.enforce_iam = enforce_iam
+        self.routes: list[Route] = template_routes(template())
         self._emulator: Emulator | None = None
-        self._api: ApiServer | None = None
-        self._pool: WorkerPool | None = None
-        self._saved_env: dict[str, str | None] = {}
         self._resources: Resources | None = None
+        self._principals: dict[str, Principal] = {}
+        self._pools: dict[str, FunctionPool] = {}
+        self._api: ApiServer | None = None
+        self._lambda: LambdaInvokeServer | None = None
+        self._pollers: EventSourceMapping | None = None
 
     # --- what clients need ---------------------------------------------------------------------
 
@@ -102,18 +133,31 @@ class LocalStack:
         return self._resources
 
     @property
+    def principals(self) -> dict[str, Principal]:
+        """Each function's identity, by logical id."""
+        return dict(self._principals)
+
+    @property
+    def functions(self) -> dict[str, FunctionPool]:
+        """The functions running locally (their environments), by logical id."""
+        return dict(self._pools)
+
+    @property
     def worker_pids(self) -> list[int]:
-        return self._pool.pids if self._pool else []
+        pool = self._pools.get(WORKER_FUNCTION)
+        return pool.pids if pool else []
 
     @property
     def template_visibility_timeout(self) -> int:
         return int(resource("IngestQueue")["VisibilityTimeout"])
 
-    def session(self) -> boto3.Session:
-        """A boto3 session with the stack's credentials; pass ``endpoint_url`` to its clients."""
+    def session(self, principal: Principal | None = None) -> boto3.Session:
+        """A boto3 session of ``principal`` (default: the operator, admin); pass
+        ``endpoint_url`` to its clients."""
+        principal = principal or admin_principal()
         return boto3.Session(
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=DEFAULT_CREDENTIALS[ACCESS_KEY],
+            aws_access_key_id=principal.access_key,
+            aws_secret_access_key=principal.secret_key,
             region_name=REGION,
         )
 
@@ -121,54 +165,56 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         try:
-            self._emulator = Emulator(self.emulator_port, region=REGION).start()
+            self._emulator = Emulator(
+                self.emulator_port, region=REGION, enforce_iam=self.enforce_iam
+            ).start()
             self._resources = create_resources(
                 self.session(),
                 endpoint_url=self.endpoint_url,
                 prefix=self.prefix,
                 visibility_timeout=self.visibility_timeout,
             )
-            self._set_environment()
-            api = Function(FunctionConfig.from_template("ApiFunction", REGION))
-            self._api = ApiServer(self.port, self._serialized(api.invoke))
-            self._api.start()
-            self._lambda = self._lambda_server()
-            self._lambda.start()
-            queue_arn = (
-                self.session()
-                .client("sqs", endpoint_url=self.endpoint_url)
-                .get_queue_attributes(
-                    QueueUrl=self.resources.queue_url, AttributeNames=["QueueArn"]
-                )["Attributes"]["QueueArn"]
+            self._principals = function_principals(template(), self.resources)
+            # Registered even without enforcement: presigned URLs are verified with the key.
+            self._emulator.set_principals([admin_principal(), *self._principals.values()])
+            self._start_functions()
+            self._api = ApiServer(
+                self.port,
+                self.routes,
+                {r.function: self._pools[r.function].invoke for r in self.routes},
             )
-            self._pool = WorkerPool(
-                self.workers,
-                queue_url=self.resources.queue_url,
-                queue_arn=queue_arn,
+            self._api.start()
+            self._lambda = LambdaInvokeServer(
+                {name: _handler(self._pools[name]) for name in INVOKABLE_FUNCTIONS},
+                self.lambda_port,
                 region=REGION,
-                env=self._child_env(),
-                duplicate_deliveries=self.duplicate_deliveries,
-            ).start()
+            )
+            self._lambda.start()
+            if self.workers:
+                self._pollers = self._event_source_mapping().start()
         except BaseException:
             self.close()
             raise
         return self
 
     def close(self) -> None:
-        """Stop pollers (each finishes its batch), then the API, then the emulator."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        """Stop the pollers (each finishes its batch), the API and the Lambda endpoint (each
+        finishes its requests), then the functions' environments, then the emulator."""
+        if self._pollers is not None:
+            self._pollers.close()
+            self._pollers = None
         if self._lambda is not None:
             self._lambda.stop()
             self._lambda = None
         if self._api is not None:
             self._api.close()
             self._api = None
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
         if self._emulator is not None:
             self._emulator.close()
             self._emulator = None
-        self._restore_environment()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -176,86 +222,53 @@ class LocalStack:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- the in-process functions -------------------------------------------------------------
+    # --- the functions -------------------------------------------------------------------------
 
-    def _serialized(self, function: Any) -> Any:
-        def invoke(*args: Any) -> Any:
-            with self._invoke_lock:
-                return function(*args)
+    def _start_functions(self) -> None:
+        """One environment per function that something here invokes (a route, the Lambda
+        endpoint), and one per poller for the worker; started together (imports are slow)."""
+        wanted = {r.function: 1 for r in self.routes}
+        wanted |= dict.fromkeys(INVOKABLE_FUNCTIONS, 1)
+        if self.workers:
+            wanted[WORKER_FUNCTION] = self.workers
+        for logical_id, size in wanted.items():
+            principal = self._principals[logical_id]
+            config = function_config(logical_id, self.resources)
+            environ = lambda_environ(
+                config,
+                access_key=principal.access_key,
+                secret_key=principal.secret_key,
+                endpoint_url=self.endpoint_url,
+            )
+            self._pools[logical_id] = FunctionPool(config, environ, size)
+        with ThreadPoolExecutor(max_workers=len(self._pools)) as starting:
+            for started in [starting.submit(pool.start) for pool in self._pools.values()]:
+                started.result()
 
-        return invoke
+    def _event_source_mapping(self) -> EventSourceMapping:
+        worker = self._principals[WORKER_FUNCTION]
+        pollers = Config(max_pool_connections=max(10, self.workers))
 
-    def _lambda_server(self) -> LambdaInvokeServer:
-        ensure_code_root()
-        handlers = {}
-        timeout = 0
-        for logical_id in INVOKABLE_FUNCTIONS:
-            config = FunctionConfig.from_template(logical_id, REGION)
-            module_name, _, attribute = config.handler.rpartition(".")
-            handler = getattr(importlib.import_module(module_name), attribute)
-            handlers[logical_id] = self._serialized(handler)
-            timeout = max(timeout, config.timeout_seconds)
-        return LambdaInvokeServer(
-            handlers, self.lambda_port, region=REGION, timeout_seconds=timeout
+        def sqs(principal: Principal) -> Any:
+            return self.session(principal).client(
+                "sqs", endpoint_url=self.endpoint_url, config=pollers
+            )
+
+        return EventSourceMapping(
+            self._pools[WORKER_FUNCTION].invoke,
+            sqs=sqs(worker),
+            queue_url=self.resources.queue_url,
+            queue_arn=self.resources.queue_arn,
+            region=REGION,
+            pollers=self.workers,
+            duplicates_via=sqs(admin_principal()) if self.duplicate_deliveries else None,
         )
 
-    # --- the functions' environment ------------------------------------------------------------
 
-    def _set_environment(self) -> None:
-        """What Lambda's environment holds, pointed at the emulator; set before handlers import."""
-        wanted: dict[str, str | None] = {
-            **self.resources.function_env(),
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": DEFAULT_CREDENTIALS[ACCESS_KEY],
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            # The developer's own AWS configuration must not redirect or re-sign local calls.
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_SESSION_TOKEN": None,
-            "AWS_SECURITY_TOKEN": None,
-            "AWS_PROFILE": None,
-            "AWS_DEFAULT_PROFILE": None,
-            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": None,
-            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"),
-        }
-        for name in os.environ:
-            if name.startswith("AWS_ENDPOINT_URL_"):
-                wanted[name] = None
-        for name, value in wanted.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        _fresh_handlers()
+def _handler(pool: FunctionPool) -> Callable[[Any, InvokeContext], Any]:
+    """A Lambda Invoke endpoint handler running the event in one of ``pool``'s environments."""
 
-    def _restore_environment(self) -> None:
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env.clear()
+    def handler(event: Any, context: InvokeContext) -> Any:
+        return pool.invoke(event, context.aws_request_id)
 
-    def _child_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        paths = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        return env
-
-
-def _fresh_handlers() -> None:
-    """Make already-imported handler code (a second stack in one process) see the new settings."""
-    ensure_code_root()
-    if "adapters.clients" in sys.modules:
-        sys.modules["adapters.clients"].reset()
-    if "handlers.settings" in sys.modules:
-        settings = sys.modules["handlers.settings"]
-        settings.api_settings.cache_clear()
-        settings.worker_settings.cache_clear()
-    for name in ("handlers.api", "handlers.worker", "handlers.reconcile"):
-        if name in sys.modules:
-            importlib.reload(sys.modules[name])
+    return handler

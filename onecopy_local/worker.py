@@ -1,11 +1,12 @@
 """Lambda's SQS event source mapping, locally: poll the ingest queue and invoke the worker.
 
-Each poller runs in its own process, as each Lambda execution environment is its own sandbox:
-Powertools' batch processor keeps a batch's state on a module-level object, so two invocations
-must never share an interpreter. Per batch, as the event source mapping does:
+The pollers are threads of the stack (the mapping is a Lambda service, not part of the function)
+and poll with WorkerFunction's credentials, as the mapping uses the function's role. Each batch
+goes to one of the function's execution environments (onecopy_local.lambda_runtime). Per batch,
+as the event source mapping does:
 
-- ReceiveMessage (up to 10, long poll), build the Lambda SQS event, invoke the handler;
-- delete the messages not listed in ``batchItemFailures``; if the handler raised, or reported
+- ReceiveMessage (up to 10, long poll), build the Lambda SQS event, invoke the function;
+- delete the messages not listed in ``batchItemFailures``; if the function failed, or reported
   an identifier that is not in the batch, delete none;
 - leave failures to reappear after the visibility timeout; the queue's redrive policy moves a
   message to the dead-letter queue after its fifth receive.
@@ -14,21 +15,14 @@ With ``--duplicate-deliveries`` a poller also exercises SQS's at-least-once deli
 before invoking the function it sends a copy of every S3 event message it receives back to the
 queue, marked with the ``DUPLICATE_MARKER`` message attribute so that the copy is not copied
 again. Every S3 event then reaches the worker (at least) twice, possibly on two pollers at once.
-
-A poller stops when its stdin closes (the stack stopping, or dying) or on SIGTERM.
+That resend is a test device, not Lambda: it uses a client of its own (the operator's).
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
-import contextlib
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(LOGGER)
 
-READY = "onecopy-local-worker: ready"
 BATCH_SIZE = 10
 DUPLICATE_MARKER = "onecopy-local-duplicate"
 Invoke = Callable[[dict[str, Any]], Any]
@@ -96,12 +89,12 @@ def poll_once(
     region: str,
     invoke: Invoke,
     wait_seconds: int = 1,
-    duplicate_deliveries: bool = False,
+    duplicates_via: SQSClient | None = None,
 ) -> int:
     """Receive one batch, invoke, delete what succeeded. Returns how many messages came.
 
-    duplicate_deliveries: first send a marked copy of each unmarked S3 event message back to
-        the queue (see the module's docstring).
+    duplicates_via: first send, with this client, a marked copy of each unmarked S3 event
+        message back to the queue (see the module's docstring).
     """
     received = sqs.receive_message(
         QueueUrl=queue_url,
@@ -113,12 +106,15 @@ def poll_once(
     messages = received.get("Messages", [])
     if not messages:
         return 0
-    if duplicate_deliveries:
-        send_duplicates(sqs, queue_url, messages)
+    if duplicates_via is not None:
+        send_duplicates(duplicates_via, queue_url, messages)
     try:
         result = invoke(sqs_event(messages, queue_arn, region))
-    except Exception:
-        log.exception("worker: the function failed; the batch of %d will be retried", len(messages))
+    except Exception as exc:
+        # The function's environment has logged its traceback already.
+        log.error(
+            "worker: the function failed (%s); the batch of %d will be retried", exc, len(messages)
+        )
         return len(messages)
     failed = _failed_ids(result)
     ids = {m["MessageId"] for m in messages}
@@ -213,152 +209,69 @@ def _failed_ids(result: Any) -> set[str] | None:
     return ids
 
 
-# --- the parent side: a pool of poller processes -------------------------------------------------
+# --- the pollers ---------------------------------------------------------------------------------
 
 
-class WorkerPool:
-    """N poller processes, each one warm worker environment. ``close()`` waits for all of them."""
+class EventSourceMapping:
+    """``pollers`` threads, each receiving batches with ``sqs`` (a client holding the function's
+    credentials, as the mapping polls with the function's role) and invoking the function.
+
+    ``close()`` lets each poller finish the batch in hand, then joins them.
+    """
 
     def __init__(
         self,
-        count: int,
+        invoke: Invoke,
         *,
+        sqs: SQSClient,
         queue_url: str,
         queue_arn: str,
         region: str,
-        env: dict[str, str],
+        pollers: int,
         wait_seconds: int = 1,
-        duplicate_deliveries: bool = False,
+        duplicates_via: SQSClient | None = None,
     ) -> None:
-        self.count = count
-        self._args = [
-            "--queue-url",
-            queue_url,
-            "--queue-arn",
-            queue_arn,
-            "--region",
-            region,
-            "--wait-seconds",
-            str(wait_seconds),
-            *(["--duplicate-deliveries"] if duplicate_deliveries else []),
-        ]
-        self._env = env
-        self._processes: list[subprocess.Popen[bytes]] = []
-        self._relays: list[threading.Thread] = []
+        self._invoke = invoke
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._queue_arn = queue_arn
+        self._region = region
+        self._wait_seconds = wait_seconds
+        self._duplicates_via = duplicates_via
+        self.pollers = pollers
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
 
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._processes]
-
-    def start(self, ready_timeout: float = 60.0) -> WorkerPool:
-        ready: list[threading.Event] = []
-        for n in range(self.count):
-            process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-                [sys.executable, "-m", "onecopy_local.worker", *self._args],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=self._env,
-            )
-            self._processes.append(process)
-            event = threading.Event()
-            relay = threading.Thread(
-                target=_relay, args=(process, event), name=f"worker-{n}-output", daemon=True
-            )
-            relay.start()
-            self._relays.append(relay)
-            ready.append(event)
-        deadline = time.monotonic() + ready_timeout
-        for process, event in zip(self._processes, ready, strict=True):
-            while not event.wait(0.1):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    self.close()
-                    raise RuntimeError(f"worker process {process.pid} did not start")
+    def start(self) -> EventSourceMapping:
+        for n in range(self.pollers):
+            thread = threading.Thread(target=self._run, name=f"poller-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
-    def close(self, timeout: float = 30.0) -> None:
-        for process in self._processes:
-            if process.stdin is not None:
-                with contextlib.suppress(OSError):
-                    process.stdin.close()
-        deadline = time.monotonic() + timeout
-        for process in self._processes:
+    def _run(self) -> None:
+        while not self._stop.is_set():
             try:
-                process.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                log.warning("worker %d did not stop in time; killing it", process.pid)
-                process.kill()
-                process.wait()
-        for relay in self._relays:
-            relay.join(5.0)
-        self._processes.clear()
-        self._relays.clear()
+                poll_once(
+                    self._sqs,
+                    queue_url=self._queue_url,
+                    queue_arn=self._queue_arn,
+                    region=self._region,
+                    invoke=self._invoke,
+                    wait_seconds=self._wait_seconds,
+                    duplicates_via=self._duplicates_via,
+                )
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                log.warning("worker: polling failed (%s); retrying", exc)
+                self._stop.wait(1.0)
 
-
-def _relay(process: subprocess.Popen[bytes], ready: threading.Event) -> None:
-    """Copy a poller's output (the function's logs) to ours, and notice its ready line."""
-    assert process.stdout is not None
-    for raw in process.stdout:
-        line = raw.decode(errors="replace")
-        if line.rstrip("\n") == READY:
-            ready.set()
-            continue
-        sys.stdout.write(line)
-        sys.stdout.flush()
-
-
-# --- the child side: one poller process ----------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m onecopy_local.worker")
-    parser.add_argument("--queue-url", required=True)
-    parser.add_argument("--queue-arn", required=True)
-    parser.add_argument("--region", required=True)
-    parser.add_argument("--wait-seconds", type=int, default=1)
-    parser.add_argument("--duplicate-deliveries", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    log.setLevel(logging.INFO)
-
-    stop = threading.Event()
-    # Ctrl-C reaches the whole process group; the parent decides when pollers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    threading.Thread(target=_stop_on_eof, args=(stop,), daemon=True).start()
-
-    import boto3
-
-    from onecopy_local.lambda_runtime import Function, FunctionConfig
-
-    function = Function(FunctionConfig.from_template("WorkerFunction", args.region))
-    sqs = boto3.client("sqs", region_name=args.region)
-    print(READY, flush=True)
-    while not stop.is_set():
-        try:
-            poll_once(
-                sqs,
-                queue_url=args.queue_url,
-                queue_arn=args.queue_arn,
-                region=args.region,
-                invoke=function.invoke,
-                wait_seconds=args.wait_seconds,
-                duplicate_deliveries=args.duplicate_deliveries,
-            )
-        except Exception as exc:
-            if stop.is_set():
-                break
-            log.warning("worker %d: polling failed (%s); retrying", os.getpid(), exc)
-            stop.wait(1.0)
-    return 0
-
-
-def _stop_on_eof(stop: threading.Event) -> None:
-    # The raw descriptor: a daemon thread blocked in sys.stdin's buffered reader holds its lock
-    # and makes interpreter shutdown abort.
-    while os.read(0, 1024):
-        pass
-    stop.set()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    def close(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.1))
+            if thread.is_alive():
+                log.warning("worker: %s did not stop in time", thread.name)
+        self._threads.clear()

@@ -32,7 +32,7 @@ START_TIMEOUT = 120.0  # generous: a loaded CI machine can be slow to import bot
 STOP_TIMEOUT = 90.0  # above the stack's own worst case: pollers 30 s, then API and Lambda 10 s each
 TERMINAL = {"STORED", "DUPLICATE", "REJECTED"}
 STATS_FIELDS = ("files", "uploads", "duplicates", "bytes_saved", "bytes_stored")
-_BANNER_ROW = re.compile(r"^  (?P<label>[A-Z][A-Za-z -]+?)\s{2,}(?P<value>\S+)")
+_BANNER_ROW = re.compile(r"^  (?P<label>[A-Z][A-Za-z -]+?)\s{2,}(?P<value>\S+)(?P<rest>.*)$")
 
 
 def _executable() -> str:
@@ -58,6 +58,7 @@ class RunningStack:
     contents_table: str
     stats_table: str
     worker_pids: list[int] = field(default_factory=list)
+    banner: dict[str, str] = field(default_factory=dict)  # label -> the row's whole value
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -79,12 +80,25 @@ class RunningStack:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def function_pids(self, logical_id: str) -> list[int]:
+        """The processes of a function's execution environments, as the banner names them."""
+        match = re.search(r"\(role \w+; process ([\d, ]+);", self.banner[logical_id])
+        assert match, f"no process in the banner row of {logical_id}: {self.banner[logical_id]}"
+        return [int(p) for p in re.findall(r"\d+", match[1])]
+
 
 def _parse_banner(text: str) -> dict[str, str]:
+    """Each banner row's first word (a URL, a name, a key), by label."""
+    return {label: value.split()[0] for label, value in _banner_rows(text).items()}
+
+
+def _banner_rows(text: str) -> dict[str, str]:
     rows = {}
     for line in text.splitlines():
+        if line == READY:
+            break
         if match := _BANNER_ROW.match(line):
-            rows[match["label"]] = match["value"]
+            rows[match["label"]] = match["value"] + match["rest"]
     return rows
 
 
@@ -128,6 +142,7 @@ def start_stack(log_dir: Path, *options: str) -> Iterator[RunningStack]:
             contents_table=rows["Contents table"],
             stats_table=rows["Stats table"],
             worker_pids=[int(p) for p in re.findall(r"\d+", _pids(log_path))],
+            banner=_banner_rows(log_path.read_text(errors="replace")),
         )
         yield stack
     finally:

@@ -9,18 +9,18 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from onecopy_local.web import static_response
-
 CHROMIUM = os.environ.get("ONECOPY_CHROMIUM", "/usr/bin/chromium")
 
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
+WEB = Path(__file__).resolve().parents[2] / "web"
 
 # The pipeline (PUT, S3 event, SQS, worker) takes a few seconds locally, not Playwright's 5 s.
 expect.set_options(timeout=30_000)
@@ -49,18 +49,8 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     }
 
 
-class _StaticHandler(BaseHTTPRequestHandler):
-    """web/ as the local API server serves it, through the same static_response()."""
-
-    def do_GET(self) -> None:
-        found = static_response(self.path)
-        status, headers, body = found if found else (404, {"Content-Type": "text/plain"}, b"")
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class _StaticHandler(SimpleHTTPRequestHandler):
+    """web/ as any static host serves it (the page must not depend on PageFunction's server)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -69,7 +59,7 @@ class _StaticHandler(BaseHTTPRequestHandler):
 @pytest.fixture(scope="session")
 def static_site() -> Iterator[str]:
     """web/ on its own loopback port: the page served apart from the API, as a static host would."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StaticHandler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_StaticHandler, directory=str(WEB)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -80,7 +70,7 @@ def static_site() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def page_url(local_stack: Any) -> str:
-    """The upload page as the product serves it: by the API server, at its root."""
+    """The upload page as the product serves it: by PageFunction, at the API's root."""
     return f"{local_stack.api_url}/"
 
 

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from onecopy_cli.main import main
 from onecopy_local.lambda_api import LambdaInvokeServer, function_name_of
+from onecopy_local.lambda_runtime import FunctionError
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +40,16 @@ def _unserializable(event: Any, context: Any) -> Any:
     return {"when": object()}
 
 
+def _crashed(event: Any, context: Any) -> Any:
+    # What the stack's handlers raise when the function's environment died under the event.
+    raise FunctionError(
+        {
+            "errorType": "Runtime.ExitError",
+            "errorMessage": "Runtime exited with error: exit status 3",
+        }
+    )
+
+
 @pytest.fixture
 def echo() -> Recorder:
     return Recorder()
@@ -46,7 +57,12 @@ def echo() -> Recorder:
 
 @pytest.fixture
 def server(echo: Recorder) -> Iterator[LambdaInvokeServer]:
-    functions = {"Echo": echo, "Failing": _fail, "Unserializable": _unserializable}
+    functions: dict[str, Any] = {
+        "Echo": echo,
+        "Failing": _fail,
+        "Unserializable": _unserializable,
+        "Crashed": _crashed,
+    }
     with LambdaInvokeServer(functions, port=0) as running:
         yield running
 
@@ -118,6 +134,18 @@ def test_a_handler_that_raises_answers_200_with_an_unhandled_function_error(
     error = _payload(response)
     assert (error["errorType"], error["errorMessage"]) == ("RuntimeError", "the recount went wrong")
     assert error["stackTrace"]
+
+
+def test_a_function_error_from_an_environment_is_answered_with_its_payload(
+    lambda_client: Any,
+) -> None:
+    response = lambda_client.invoke(FunctionName="Crashed", Payload=b"{}")
+    assert response["StatusCode"] == 200
+    assert response["FunctionError"] == "Unhandled"
+    assert _payload(response) == {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": "Runtime exited with error: exit status 3",
+    }
 
 
 def test_a_result_that_is_not_json_is_a_marshal_error(lambda_client: Any) -> None:
@@ -287,21 +315,15 @@ def moto_with_lambda_passthrough() -> Iterator[Any]:
 
     from moto import mock_aws
 
-    from adapters import clients
+    from handlers import wiring
     from onecopy_local.resources import create_resources
 
     with mock_aws(config={"core": {"passthrough": {"services": ["lambda"]}}}):
         resources = create_resources()
         os.environ.update(resources.function_env())
-        clients.reset()
-        from handlers import api, reconcile
-
-        for cached in (api._ledger, api._store, reconcile._ledger):
-            cached.cache_clear()
+        wiring.reset()
         yield resources
-        clients.reset()
-        for cached in (api._ledger, api._store, reconcile._ledger):
-            cached.cache_clear()
+        wiring.reset()
 
 
 def test_reconcile_runs_the_real_function_and_finds_a_mixed_run_clean(

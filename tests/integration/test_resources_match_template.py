@@ -14,7 +14,13 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
-from onecopy_local.resources import Resources, parameter_default, resource, template
+from onecopy_local.resources import (
+    Resources,
+    function_variables,
+    parameter_default,
+    resource,
+    template,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -169,21 +175,30 @@ def test_local_functions_get_the_environment_the_template_gives(
         **template()["Globals"]["Function"].get("Environment", {}).get("Variables", {}),
         **resource(function).get("Environment", {}).get("Variables", {}),
     }
-    local = aws.function_env()
+    own = function_variables(function, aws)
+    shared = aws.function_env()
 
-    # Then the local stack sets each of them (the log level is the runner's choice, not the
-    # stack's: tests quiet it) to the value the template resolves to, where it is known
-    assert set(declared) - {"POWERTOOLS_LOG_LEVEL"} <= set(local)
+    # Then the function's environment has exactly those, and the in-process one each of them
+    # (except the log level, which is the runner's choice: tests quiet it), at the values the
+    # template resolves to
+    assert set(own) == set(declared)
+    assert set(declared) - {"POWERTOOLS_LOG_LEVEL"} <= set(shared)
     refs = {
         "FilesBucket": aws.bucket,
         "UploadsTable": aws.uploads_table,
         "ContentsTable": aws.contents_table,
         "StatsTable": aws.stats_table,
+        "PageTokenSecret": aws.page_token_secret_arn,
     } | {name: parameter_default(name) for name in template()["Parameters"]}
     for name, value in declared.items():
         if isinstance(value, str | int):
-            assert local[name] == str(value), name
-        elif set(value) == {"Ref"} and name != "POWERTOOLS_LOG_LEVEL":
-            assert local[name] == refs[value["Ref"]], name
+            expected = str(value)
+        elif set(value) == {"Ref"}:
+            expected = refs[value["Ref"]]
         elif value == {"Fn::Join": [",", {"Ref": "AllowedOrigins"}]}:
-            assert local[name] == ",".join(_allowed_origins()), name
+            expected = ",".join(_allowed_origins())
+        else:
+            raise AssertionError(f"{function}: {name} uses {value!r}; teach this test about it")
+        assert own[name] == expected, name
+        if name != "POWERTOOLS_LOG_LEVEL":
+            assert shared[name] == expected, name
