@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from onecopy_cli.api import (
     AlreadyStored,
@@ -37,8 +37,15 @@ from onecopy_cli.files import (
 )
 from onecopy_cli.multipart import PartSender, Plan
 
-if TYPE_CHECKING:
-    from onecopy_cli.console import Progress
+
+class Progress(Protocol):
+    """What an upload reports as bytes move (onecopy_cli.console.Progress draws it)."""
+
+    def advance(self, nbytes: int) -> None: ...
+    def skip(self, nbytes: int) -> None: ...
+    def rewind(self, nbytes: int) -> None: ...
+    def file_done(self, unsent_bytes: int = 0) -> None: ...
+
 
 # Above this the bytes go in parts (the server's default threshold too).
 MULTIPART_THRESHOLD = 100 * 1024**2

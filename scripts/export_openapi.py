@@ -21,7 +21,8 @@ PLACEHOLDER_ENV = {
     "STATS_TABLE": "onecopy-stats",
     "STATS_SHARDS": "16",
     "ALLOWED_ORIGINS": "*",
-    "PAGE_TOKEN_SECRET": "placeholder-secret-for-spec-generation",
+    # Only the ARN: generating the document never reads the secret.
+    "PAGE_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:page-token",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 

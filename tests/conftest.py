@@ -41,7 +41,6 @@ def aws() -> Iterator[Any]:
     import boto3
     from moto import mock_aws
 
-    from adapters import clients
     from onecopy_local.resources import create_resources
 
     with mock_aws():
@@ -50,10 +49,8 @@ def aws() -> Iterator[Any]:
         boto3.DEFAULT_SESSION = _session()
         resources = create_resources(boto3.DEFAULT_SESSION)
         os.environ.update(resources.function_env())
-        clients.reset()
         _reset_handler_caches()
         yield resources
-        clients.reset()
         _reset_handler_caches()
 
 
@@ -65,13 +62,9 @@ def _session() -> Any:
 
 
 def _reset_handler_caches() -> None:
-    import sys
+    from handlers import wiring
 
-    for name in ("handlers.api", "handlers.worker"):
-        module = sys.modules.get(name)
-        if module is not None:
-            module._ledger.cache_clear()
-            module._store.cache_clear()
+    wiring.reset()
 
 
 # The session's one `onecopy-local` process, shared by the e2e and browser tests.

@@ -383,16 +383,9 @@ def _session() -> boto3.Session:
 
 
 def _reset_handler_caches() -> None:
-    import sys
+    from handlers import wiring
 
-    from adapters import clients
-
-    clients.reset()
-    for name in ("handlers.api", "handlers.worker"):
-        module = sys.modules.get(name)
-        if module is not None:
-            module._ledger.cache_clear()
-            module._store.cache_clear()
+    wiring.reset()
 
 
 @contextlib.contextmanager

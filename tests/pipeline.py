@@ -74,7 +74,7 @@ class Pipeline:
 
         sqs = boto3.client("sqs")
         template = sample("sqs_s3_object_created.json")["Records"][0]
-        responses = []
+        responses: list[dict[str, Any]] = []
         while True:
             messages = sqs.receive_message(
                 QueueUrl=self.resources.queue_url, MaxNumberOfMessages=10

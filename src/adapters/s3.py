@@ -308,12 +308,3 @@ class ObjectStore:
     def delete(self, key: str) -> None:
         # DeleteObject succeeds on a missing key, which is what makes clean-up idempotent.
         self._s3.delete_object(Bucket=self.bucket, Key=key)
-
-    def exists(self, key: str) -> bool:
-        try:
-            self._s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return False
-            raise
-        return True

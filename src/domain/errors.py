@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from domain.model import Upload
-
 
 class DomainError(Exception):
     """Base class: a rule of the domain refused the request."""
@@ -22,12 +17,3 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     """The request is valid but the upload's state does not allow it (already completed, ...)."""
-
-
-class AlreadyHeld(DomainError):
-    """The caller already holds this content: nothing needs uploading."""
-
-    def __init__(self, held: Upload, upload_id: str) -> None:
-        super().__init__("content already stored for this owner")
-        self.held = held
-        self.upload_id = upload_id

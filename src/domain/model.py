@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from domain.errors import InvalidInput
+from domain.errors import DomainError, InvalidInput
 
 STAGING_PREFIX = "staging/"
 CONTENT_PREFIX = "cas/sha256/"
@@ -166,6 +166,18 @@ class Upload:
     @property
     def duplicate(self) -> bool:
         return self.status is UploadStatus.DUPLICATE
+
+
+class AlreadyHeld(DomainError):
+    """The caller already holds this content: nothing needs uploading.
+
+    Defined beside Upload, which it carries, so that domain.errors needs nothing from here.
+    """
+
+    def __init__(self, held: Upload, upload_id: str) -> None:
+        super().__init__("content already stored for this owner")
+        self.held = held
+        self.upload_id = upload_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -17,13 +18,12 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from adapters import clients
-from adapters.dynamodb import Ledger
-from adapters.s3 import ObjectStore
-from domain.errors import AlreadyHeld, Conflict, InvalidInput, NotFound
-from domain.model import ANONYMOUS_OWNER, UPLOAD_ID_PATTERN, UPLOAD_OR_SHA256_PATTERN
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.model import ANONYMOUS_OWNER, UPLOAD_ID_PATTERN, UPLOAD_OR_SHA256_PATTERN, AlreadyHeld
+from handlers import wiring
+from handlers.events import HttpApiEvent
 from handlers.schemas import (
     AlreadyHeldResponse,
     CompleteRequest,
@@ -53,8 +53,33 @@ from service import catalog, multipart, uploads
 settings = api_settings()
 logger = Logger()
 metrics = Metrics()
+
+
+def _json_body(text: str) -> Any:
+    """The request body as JSON; every way a hostile body fails to parse is a JSONDecodeError.
+
+    Powertools turns a JSONDecodeError into a validation error (a 422), but lets the others escape
+    as a 500: an integer past Python's 4,300-digit conversion limit (ValueError) and nesting
+    deeper than the interpreter's stack (RecursionError). It calls this only for routes that read
+    a JSON body, which is where a request without a Content-Type is refused (415): the API
+    documents JSON bodies only.
+    """
+    if not app.current_event.headers.get("content-type"):
+        raise RequestUnsupportedContentType("no Content-Type", errors=[])
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+    except ValueError:
+        # Python's own message advises sys.set_int_max_str_digits(): not for API clients.
+        raise json.JSONDecodeError("a number has too many digits", text, 0) from None
+
+
 app = APIGatewayHttpResolver(
     enable_validation=True,
+    json_body_deserializer=_json_body,
     cors=CORSConfig(
         allow_origin=settings.allowed_origins[0],
         extra_origins=list(settings.allowed_origins[1:]),
@@ -98,22 +123,6 @@ def _upload_policy() -> uploads.UploadPolicy:
         multipart_threshold=settings.multipart_threshold_bytes,
         part_size=settings.multipart_part_size_bytes,
     )
-
-
-@cache
-def _ledger() -> Ledger:
-    return Ledger(
-        clients.dynamodb(),
-        uploads_table=settings.uploads_table,
-        contents_table=settings.contents_table,
-        stats_table=settings.stats_table,
-        stats_shards=settings.stats_shards,
-    )
-
-
-@cache
-def _store() -> ObjectStore:
-    return ObjectStore(clients.s3(), clients.s3_presigner(), settings.bucket_name)
 
 
 def _owner() -> str:
@@ -170,8 +179,8 @@ def create_upload(body: CreateUploadRequest) -> Response[CreateUploadResponse]:
         sha256=body.sha256,
         multipart=body.multipart,
         policy=_upload_policy(),
-        ledger=_ledger(),
-        store=_store(),
+        ledger=wiring.ledger(),
+        store=wiring.store(),
     )
     logger.append_keys(upload_id=created.upload.upload_id)
     metrics.add_metric(name="UploadsCreated", unit=MetricUnit.Count, value=1)
@@ -203,7 +212,7 @@ UploadIdParam = Annotated[str, Path(pattern=UPLOAD_ID_PATTERN, description="An u
     },
 )
 def abort_upload(upload_id: UploadIdParam) -> Response[None]:
-    uploads.abort_upload(upload_id, ledger=_ledger(), store=_store())
+    uploads.abort_upload(upload_id, ledger=wiring.ledger(), store=wiring.store())
     return Response(status_code=HTTPStatus.NO_CONTENT, body=None)
 
 
@@ -220,8 +229,8 @@ def presign_parts(upload_id: UploadIdParam, body: PartsRequest) -> Response[Part
     parts = multipart.presign_parts(
         upload_id,
         body.part_numbers,
-        ledger=_ledger(),
-        store=_store(),
+        ledger=wiring.ledger(),
+        store=wiring.store(),
         ttl_seconds=settings.upload_url_ttl_seconds,
     )
     response = PartsResponse(
@@ -240,7 +249,7 @@ def presign_parts(upload_id: UploadIdParam, body: PartsRequest) -> Response[Part
     },
 )
 def list_parts(upload_id: UploadIdParam) -> Response[UploadedPartsResponse]:
-    parts = multipart.uploaded_parts(upload_id, ledger=_ledger(), store=_store())
+    parts = multipart.uploaded_parts(upload_id, ledger=wiring.ledger(), store=wiring.store())
     response = UploadedPartsResponse(
         parts=[UploadedPartView(part_number=p.part_number, etag=p.etag, size=p.size) for p in parts]
     )
@@ -260,8 +269,8 @@ def complete_upload(upload_id: UploadIdParam, body: CompleteRequest) -> Response
     upload = multipart.complete(
         upload_id,
         [(p.part_number, p.etag) for p in body.parts],
-        ledger=_ledger(),
-        store=_store(),
+        ledger=wiring.ledger(),
+        store=wiring.store(),
     )
     return _json(HTTPStatus.ACCEPTED, UploadView.of(upload).model_dump(mode="json"))
 
@@ -275,7 +284,7 @@ def complete_upload(upload_id: UploadIdParam, body: CompleteRequest) -> Response
     },
 )
 def get_upload(upload_id: UploadIdParam) -> Response[UploadView]:
-    upload = uploads.get_upload(upload_id, ledger=_ledger())
+    upload = uploads.get_upload(upload_id, ledger=wiring.ledger())
     return _json(HTTPStatus.OK, UploadView.of(upload).model_dump(mode="json", exclude_none=True))
 
 
@@ -297,7 +306,7 @@ IdParam = Annotated[
     },
 )
 def get_metadata(id: IdParam) -> Response[UploadMetadata | ContentMetadata]:
-    found = catalog.metadata(id, owner=_owner(), ledger=_ledger())
+    found = catalog.metadata(id, owner=_owner(), ledger=wiring.ledger())
     content, upload = found.content, found.upload
     body: BaseModel = (
         UploadMetadata.of(upload, content) if upload is not None else ContentMetadata.of(content)
@@ -327,8 +336,8 @@ def get_download(
     found = catalog.download(
         id,
         owner=_owner(),
-        ledger=_ledger(),
-        store=_store(),
+        ledger=wiring.ledger(),
+        store=wiring.store(),
         ttl_seconds=settings.download_url_ttl_seconds,
     )
     body = DownloadResponse(url=found.url, expires_at=found.expires_at, filename=found.filename)
@@ -343,7 +352,7 @@ def get_download(
     responses={200: _reply("The counters", StatsResponse)},
 )
 def get_stats() -> Response[StatsResponse]:
-    body = StatsResponse.of(catalog.stats(ledger=_ledger()))
+    body = StatsResponse.of(catalog.stats(ledger=wiring.ledger()))
     return _json(HTTPStatus.OK, body.model_dump(mode="json"))
 
 
@@ -361,8 +370,8 @@ def list_hashes(
     page = catalog.list_hashes(
         limit,
         last_evaluated_key,
-        ledger=_ledger(),
-        secret=settings.page_token_secret.get_secret_value().encode(),
+        ledger=wiring.ledger(),
+        secret=wiring.page_token_secret(),
     )
     body = HashPageResponse(
         items=[HashItem.of(c) for c in page.contents],
@@ -435,7 +444,8 @@ def _validation(exc: RequestValidationError) -> Response[Any]:
     ]
     first = detail[0] if detail else {"loc": [], "msg": "invalid request", "type": ""}
     if first["type"] == "json_invalid":
-        message = "request body is not valid JSON"
+        reason = errors[0].get("ctx", {}).get("error") if errors else None
+        message = "request body is not valid JSON" + (f" ({reason})" if reason else "")
     else:
         where = ".".join(str(p) for p in first["loc"])
         message = f"{where}: {first['msg']}" if where else str(first["msg"])
@@ -495,7 +505,25 @@ def _no_route(_: Exception) -> Response[Any]:
     return _json(HTTPStatus.NOT_FOUND, {"message": "no such route"})
 
 
+def _not_http_api(error: ValidationError) -> dict[str, Any]:
+    # A misrouted event (a REST API, a test invoke, another service) has no request to answer;
+    # say so in the shape both API Gateway payload formats accept, rather than crash.
+    logger.warning("not an HTTP API request", extra={"errors": error.errors(include_input=False)})
+    return {
+        "statusCode": HTTPStatus.BAD_REQUEST,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(
+            {"message": "not an API Gateway HTTP API request (payload format version 2.0)"}
+        ),
+        "isBase64Encoded": False,
+    }
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    try:
+        HttpApiEvent.model_validate(event)
+    except ValidationError as error:
+        return _not_http_api(error)
     return app.resolve(event, context)

@@ -1,12 +1,13 @@
-"""The S3 notification inside each SQS message, parsed strictly for what the worker uses.
+"""The shapes of the events the handlers accept, parsed for what they use and nothing more.
 
 Powertools' S3SqsEventNotificationModel demands fields some emulators omit (sequencer,
-userIdentity, ...); the worker only needs the event name, bucket, key, size and time.
+userIdentity, ...); the worker only needs the event name, bucket, key and time.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,8 +19,6 @@ class _Bucket(BaseModel):
 
 class _Object(BaseModel):
     key: str
-    size: int = 0
-    e_tag: str | None = Field(default=None, alias="eTag")
 
 
 class _S3(BaseModel):
@@ -60,3 +59,34 @@ class S3Notification(BaseModel):
     @property
     def is_test_event(self) -> bool:
         return self.event == "s3:TestEvent" and not self.records
+
+
+class _SqsMessage(BaseModel):
+    message_id: str = Field(alias="messageId", min_length=1)
+
+
+class SqsBatch(BaseModel):
+    """An SQS event source batch, checked only for what failure reporting needs: message ids."""
+
+    records: list[_SqsMessage] = Field(alias="Records")
+
+
+class _Http(BaseModel):
+    method: str
+    path: str
+
+
+class _HttpContext(BaseModel):
+    http: _Http
+
+
+class HttpApiEvent(BaseModel):
+    """What the API's resolver relies on: an API Gateway HTTP API request, payload format 2.0.
+
+    A REST API (v1) payload, or any other event sent to the function, lacks these and would
+    otherwise crash the resolver with a KeyError.
+    """
+
+    version: Literal["2.0"]
+    raw_path: str = Field(alias="rawPath")
+    request_context: _HttpContext = Field(alias="requestContext")

@@ -6,16 +6,14 @@ Invoke with {"repair": true} to correct drift (`onecopy admin reconcile --repair
 from __future__ import annotations
 
 from dataclasses import asdict
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from adapters import clients
-from adapters.dynamodb import Ledger
+from handlers import wiring
 from handlers.settings import worker_settings
 from service.reconcile import reconcile
 
@@ -30,22 +28,21 @@ class ReconcileRequest(BaseModel):
     repair: bool = False
 
 
-@cache
-def _ledger() -> Ledger:
-    return Ledger(
-        clients.dynamodb(),
-        uploads_table=settings.uploads_table,
-        contents_table=settings.contents_table,
-        stats_table=settings.stats_table,
-        stats_shards=settings.stats_shards,
-    )
-
-
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = ReconcileRequest.model_validate(event or {})
-    report = reconcile(_ledger(), repair=request.repair)
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    try:
+        request = ReconcileRequest.model_validate({} if event is None else event)
+    except ValidationError as error:
+        # Nothing is recounted on a request we cannot read; the caller gets the reason, not a
+        # stack trace (and an asynchronous invoke is not retried for a bad input).
+        logger.error(
+            "invalid reconcile request", extra={"errors": error.errors(include_input=False)}
+        )
+        first = error.errors(include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return {"message": f"invalid request: {where + ': ' if where else ''}{first['msg']}"}
+    report = reconcile(wiring.ledger(), repair=request.repair)
     drift = asdict(report.recount.drift)
     result: dict[str, Any] = {
         "clean": report.recount.clean,

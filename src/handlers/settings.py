@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class TableSettings(BaseModel):
@@ -32,8 +32,11 @@ class ApiSettings(TableSettings):
     multipart_part_size_bytes: int = Field(
         default=16 * 1024**2, alias="MULTIPART_PART_SIZE_BYTES", ge=5 * 1024**2, le=5 * 1024**3
     )
-    # Signs the hash list's page tokens; generated per stack (Secrets Manager) in template.yaml.
-    page_token_secret: SecretStr = Field(alias="PAGE_TOKEN_SECRET", min_length=16)
+    # The Secrets Manager secret that signs the hash list's page tokens (generated per stack in
+    # template.yaml). Only its ARN is configured; the value is read when first needed.
+    page_token_secret_arn: str = Field(
+        alias="PAGE_TOKEN_SECRET_ARN", pattern=r"^arn:[\w-]+:secretsmanager:"
+    )
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -48,6 +51,11 @@ class WorkerSettings(TableSettings):
 
 
 @cache
+def table_settings() -> TableSettings:
+    return TableSettings.model_validate(dict(os.environ))
+
+
+@cache
 def api_settings() -> ApiSettings:
     return ApiSettings.model_validate(dict(os.environ))
 
@@ -55,3 +63,9 @@ def api_settings() -> ApiSettings:
 @cache
 def worker_settings() -> WorkerSettings:
     return WorkerSettings.model_validate(dict(os.environ))
+
+
+def reset() -> None:
+    """Validate again on next use (tests and a second local stack change the environment)."""
+    for factory in (table_settings, api_settings, worker_settings):
+        factory.cache_clear()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -15,11 +14,10 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
-from adapters import clients
-from adapters.dynamodb import Ledger
-from adapters.s3 import ObjectStore
-from handlers.events import S3Notification, S3Record
+from handlers import wiring
+from handlers.events import S3Notification, S3Record, SqsBatch
 from handlers.settings import worker_settings
 from service.ingest import Outcome, ingest_object
 
@@ -31,27 +29,16 @@ logger = Logger()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 
+
+class NotAnSqsBatch(ValueError):
+    """The worker was invoked with something other than an SQS batch of messages."""
+
+
 _METRIC = {
     Outcome.STORED: "FilesStored",
     Outcome.DUPLICATE: "DuplicatesFound",
     Outcome.REJECTED: "UploadsRejected",
 }
-
-
-@cache
-def _ledger() -> Ledger:
-    return Ledger(
-        clients.dynamodb(),
-        uploads_table=settings.uploads_table,
-        contents_table=settings.contents_table,
-        stats_table=settings.stats_table,
-        stats_shards=settings.stats_shards,
-    )
-
-
-@cache
-def _store() -> ObjectStore:
-    return ObjectStore(clients.s3(), clients.s3_presigner(), settings.bucket_name)
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -73,7 +60,7 @@ def _ingest(s3_record: S3Record) -> None:
             "ignoring event", extra={"event_name": s3_record.event_name, "bucket": s3_record.bucket}
         )
         return
-    result = ingest_object(s3_record.key, ledger=_ledger(), store=_store())
+    result = ingest_object(s3_record.key, ledger=wiring.ledger(), store=wiring.store())
     upload = result.upload
     logger.info(
         "ingested",
@@ -100,7 +87,18 @@ def _ingest(s3_record: S3Record) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def lambda_handler(event: Any, context: LambdaContext) -> PartialItemFailureResponse:
+    try:
+        batch = SqsBatch.model_validate(event)
+    except ValidationError as error:
+        # Not from the SQS event source mapping (a bad test invoke): no message to fail or retry.
+        first = error.errors(include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "event"
+        raise NotAnSqsBatch(
+            f"not an SQS batch (Records of messages with a messageId): {where}: {first['msg']}"
+        ) from None
+    if not batch.records:
+        return {"batchItemFailures": []}
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 
 from adapters.dynamodb import Applied, Ledger
 from adapters.s3 import ObjectStore, PresignedPut
-from domain.errors import AlreadyHeld, Conflict, NotFound
+from domain.errors import Conflict, NotFound
 from domain.model import (
     MAX_SINGLE_PUT_SIZE,
+    AlreadyHeld,
     RejectReason,
     Upload,
     UploadStatus,

@@ -20,6 +20,15 @@ def _post(body: Any) -> dict[str, Any]:
     return {"method": "POST", "path": "/uploads", "json": body}
 
 
+def _raw_json(data: bytes) -> dict[str, Any]:
+    return {
+        "method": "POST",
+        "path": "/uploads",
+        "data": data,
+        "headers": {"Content-Type": "application/json"},
+    }
+
+
 CASES: dict[str, dict[str, Any]] = {
     "malformed-json": {"method": "POST", "path": "/uploads", "data": b'{"filename": "a.bin",'},
     "json-but-not-an-object": _post(["a.bin", 10]),
@@ -45,6 +54,15 @@ CASES: dict[str, dict[str, Any]] = {
     "unknown-upload-id": {"method": "GET", "path": f"/uploads/{uuid.uuid4().hex}"},
     "unknown-route": {"method": "GET", "path": "/no/such/route"},
     "unknown-route-post": {"method": "POST", "path": "/files", "json": {"filename": "a"}},
+    # Past Python's 4,300-digit int limit, and past its stack: each was a 500.
+    "size-of-5001-digits": _raw_json(b'{"filename": "a.bin", "size": ' + b"9" * 5001 + b"}"),
+    "array-100000-deep": _raw_json(b"[" * 100_000 + b"]" * 100_000),
+    # JSON, but not said to be: the API documents 415 for any body that is not application/json.
+    "no-content-type": {
+        "method": "POST",
+        "path": "/uploads",
+        "data": b'{"filename": "a.bin", "size": 10}',
+    },
 }
 
 

@@ -17,9 +17,10 @@ import pytest
 from adapters import clients
 from domain.model import staging_key
 from domain.multipart import MAX_OBJECT_SIZE
+from handlers import wiring
 from service.ingest import Outcome, ingest_object
 from tests.invariants import State, check_invariants, read_state
-from tests.lambda_events import http_event
+from tests.lambda_events import http_event, sample
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,7 @@ class Api:
         """The client's PUT, then the worker's processing of its notification."""
         key = staging_key(upload_id)
         self.s3.put_object(Bucket=self.resources.bucket, Key=key, Body=data)
-        store, ledger = self.module._store(), self.module._ledger()
+        store, ledger = wiring.store(), wiring.ledger()
         return ingest_object(key, ledger=ledger, store=store).outcome
 
     def item(self, upload_id: str) -> dict[str, Any]:
@@ -347,6 +348,10 @@ BAD_REQUESTS: list[tuple[str, str, Any]] = [
     ("DELETE", "/uploads", None),
     ("PUT", "/uploads", _OK),
     ("GET", "/nothing-here", None),
+    # Beyond Python's 4,300-digit int conversion limit: a ValueError inside the JSON parser.
+    ("POST", "/uploads", '{"filename": "a.txt", "size": ' + "9" * 5001 + "}"),
+    # Deeper than the interpreter's stack: a RecursionError inside the JSON parser.
+    ("POST", "/uploads", "[" * 100_000 + "]" * 100_000),
 ]
 
 
@@ -378,3 +383,54 @@ def test_declaring_a_held_hash_with_another_size_is_refused(api: Api) -> None:
     assert reply.status == 400
     assert "size" in reply.body["message"]
     assert api.state() == before
+
+
+def test_a_size_of_5001_digits_is_a_422_naming_the_problem(api: Api) -> None:
+    reply = api.call("POST", "/uploads", '{"filename": "a.txt", "size": ' + "9" * 5001 + "}")
+
+    assert reply.status == 422
+    assert reply.body["message"] == "request body is not valid JSON (a number has too many digits)"
+
+
+def test_a_100000_deep_array_is_a_422(api: Api) -> None:
+    reply = api.call("POST", "/uploads", "[" * 100_000 + "]" * 100_000)
+
+    assert reply.status == 422
+    assert reply.body["message"] == "request body is not valid JSON (nested too deeply)"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/uploads", _OK),
+        (f"/uploads/{'0' * 32}/parts", {"part_numbers": [1]}),
+        (f"/uploads/{'0' * 32}/complete", {"parts": [{"part_number": 1, "etag": "e"}]}),
+    ],
+)
+def test_a_json_body_without_a_content_type_is_a_415(api: Api, path: str, body: Any) -> None:
+    # Given a request whose body is JSON, but which does not say so
+    event = http_event("POST", path, body)
+    del event["headers"]["content-type"]
+    before = api.state()
+
+    # When the API handles it
+    response = api.module.lambda_handler(event, LambdaContext())
+
+    # Then it is refused as the OpenAPI document says, and nothing changed
+    assert response["statusCode"] == 415
+    assert json.loads(response["body"]) == {"message": "the body must be application/json"}
+    assert api.state() == before
+
+
+@pytest.mark.parametrize("name", ["api_rest_v1_payload.json", "api_empty.json"])
+def test_an_event_that_is_not_an_http_api_request_is_a_400_not_a_crash(api: Api, name: str) -> None:
+    # Given an event API Gateway's HTTP API would never send (a REST API's v1 payload, or {})
+    event = sample(name)
+
+    # When the API function is invoked with it
+    response = api.module.lambda_handler(event, LambdaContext())
+
+    # Then it answers a clean error
+    assert response["statusCode"] == 400
+    assert response["headers"] == {"Content-Type": "application/json"}
+    assert "payload format version 2.0" in json.loads(response["body"])["message"]

@@ -120,10 +120,10 @@ def rig(stack: Any) -> Rig:
 
 def _multipart(rig: Rig, data: bytes) -> Target:
     """The client's flow for a file in parts: create, PUT the part, complete through the API."""
-    from handlers import api
+    from handlers import wiring
 
     upload_id = rig.create(data, multipart=True)
-    found = api._ledger().get_multipart_upload(upload_id)
+    found = wiring.ledger().get_multipart_upload(upload_id)
     assert found is not None and found[1] is not None
     etag = rig.s3.upload_part(
         Bucket=rig.resources.bucket,

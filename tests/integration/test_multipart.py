@@ -23,9 +23,9 @@ def pipe(aws: Any) -> Pipeline:
 
 
 def _state(upload_id: str) -> Any:
-    from handlers import api
+    from handlers import wiring
 
-    found = api._ledger().get_multipart_upload(upload_id)
+    found = wiring.ledger().get_multipart_upload(upload_id)
     assert found is not None
     return found[1]
 

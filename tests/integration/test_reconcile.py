@@ -16,7 +16,6 @@ pytestmark = pytest.mark.integration
 def _reconcile(event_name: str) -> dict[str, Any]:
     from handlers import reconcile
 
-    reconcile._ledger.cache_clear()
     result: dict[str, Any] = reconcile.lambda_handler(load_event(event_name), FakeContext())
     return result
 
@@ -71,3 +70,22 @@ def test_drift_is_reported_then_repaired(mixed_run: Pipeline) -> None:
     assert after["clean"] is True
     stats = mixed_run.call("GET", "/admin/stats").body
     assert stats["total_files"] == 2 and stats["total_s3_size_saved"] == 50
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"repair": "maybe"}, "invalid request: repair: Input should be a valid boolean"),
+        ([], "invalid request: Input should be a valid dictionary"),
+        ("repair", "invalid request: Input should be a valid dictionary"),
+    ],
+)
+def test_a_malformed_request_is_answered_and_nothing_is_recounted(
+    aws: Any, event: Any, message: str
+) -> None:
+    from handlers import reconcile
+
+    result = reconcile.lambda_handler(event, FakeContext())
+
+    assert result["message"].startswith(message)
+    assert "clean" not in result  # so `onecopy admin reconcile` reports it as no report

@@ -49,8 +49,9 @@ from hypothesis.stateful import (
 
 from adapters import clients
 from adapters.s3 import ObjectChanged
-from domain.errors import AlreadyHeld, Conflict
-from domain.model import sha256_hex_to_b64, staging_key
+from domain.errors import Conflict
+from domain.model import AlreadyHeld, sha256_hex_to_b64, staging_key
+from handlers import wiring
 from service.uploads import UploadPolicy, abort_upload, create_upload
 from tests import faults
 from tests.faults import MotoView, Reference, Scheduler, Task
@@ -171,8 +172,8 @@ class Schedules(RuleBasedStateMachine):
                 sha256=sha(content) if declare else None,
                 multipart=False,
                 policy=POLICY,
-                ledger=self.world.api._ledger(),
-                store=self.world.api._store(),
+                ledger=wiring.ledger(),
+                store=wiring.store(),
             )
         except AlreadyHeld as held:  # the 409: the owner holds it, nothing to upload
             self.expected.held_duplicate(held.upload_id, content)
@@ -235,7 +236,7 @@ class Schedules(RuleBasedStateMachine):
     @rule(upload_id=uploads)
     def abort(self, upload_id: str) -> None:
         try:
-            abort_upload(upload_id, ledger=self.world.api._ledger(), store=self.world.api._store())
+            abort_upload(upload_id, ledger=wiring.ledger(), store=wiring.store())
         except Conflict:
             return  # already terminal (or being completed): nothing changes
         self.models[upload_id].aborted = True

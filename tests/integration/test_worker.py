@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from adapters import clients
 from domain.model import UploadStatus, content_key, staging_key
+from handlers import wiring
 from service.uploads import UploadPolicy, create_upload
 from tests.invariants import Expected, State, check_invariants, read_state
 from tests.lambda_events import s3_notification, sqs_event
@@ -69,8 +70,8 @@ class Worker:
             size=len(data),
             content_type="text/plain",
             sha256=sha(data) if declare else None,
-            ledger=self.module._ledger(),
-            store=self.module._store(),
+            ledger=wiring.ledger(),
+            store=wiring.store(),
             multipart=False,
             policy=POLICY,
         )
@@ -104,7 +105,7 @@ class Worker:
         return [f["itemIdentifier"] for f in response["batchItemFailures"]]
 
     def status(self, upload_id: str) -> UploadStatus:
-        upload = self.module._ledger().get_upload(upload_id)
+        upload = wiring.ledger().get_upload(upload_id)
         assert upload is not None
         return upload.status
 
@@ -229,7 +230,7 @@ def test_an_unexpected_error_fails_only_its_message_and_is_retried(
     doomed = worker.upload(A)
     fine = worker.upload(B)
     bodies = worker.drain()
-    ledger = worker.module._ledger()
+    ledger = wiring.ledger()
     original = ledger.record_stored
 
     def flaky(upload: Any, content: Any) -> Any:
@@ -264,7 +265,7 @@ def test_a_batch_that_fails_entirely_fails_the_invocation(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(worker.module._ledger(), "get_upload", broken)
+    monkeypatch.setattr(wiring.ledger(), "get_upload", broken)
 
     # Lambda then returns every message to the queue, as a failure of each would.
     with pytest.raises(BatchProcessingError):
@@ -359,3 +360,20 @@ def test_bytes_that_do_not_match_are_rejected_through_the_handler(worker: Worker
     assert worker.state().objects == {}
     worker.expected.delivered(upload_id, forged, sha256=sha(A))
     worker.check(upload_id)
+
+
+def test_an_empty_batch_is_nothing_to_do(worker: Worker) -> None:
+    assert worker.invoke({"Records": []}) == []
+
+
+@pytest.mark.parametrize("event", [{}, [], None, {"Records": [{"body": "{}"}]}, {"detail": {}}])
+def test_an_event_that_is_not_an_sqs_batch_is_refused_with_a_clear_error(
+    worker: Worker, event: Any
+) -> None:
+    # Given an invoke that did not come from the SQS event source mapping (no message ids)
+    before = worker.state()
+
+    # When the worker is invoked with it, then it says so and touches nothing
+    with pytest.raises(worker.module.NotAnSqsBatch, match="Records"):
+        worker.module.lambda_handler(event, LambdaContext())
+    assert worker.state() == before

@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from adapters.s3 import ObjectStore
-from onecopy_local.resources import resource, template
+from onecopy_local.resources import TEMPLATE, resource, template
 
 pytestmark = pytest.mark.unit
 
@@ -270,3 +270,161 @@ def test_outputs_name_the_api_the_bucket_and_the_queues() -> None:
     assert outputs["BucketName"] == {"Ref": "FilesBucket"}
     assert outputs["IngestQueueUrl"] == {"Ref": "IngestQueue"}
     assert outputs["DeadLetterQueueUrl"] == {"Ref": "IngestDeadLetterQueue"}
+
+
+# --- least privilege, as granted ----------------------------------------------------------------
+
+# Every grant, and the code path that needs it (adapters/dynamodb.py and adapters/s3.py). A grant
+# added or removed in template.yaml must be justified here too.
+EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
+    "ApiFunction": {
+        ("dynamodb:GetItem", "UploadsTable"),  # get_upload, get_multipart_upload
+        ("dynamodb:PutItem", "UploadsTable"),  # create_upload; abort and held duplicate (transact)
+        ("dynamodb:UpdateItem", "UploadsTable"),  # mark_assembled (multipart completion)
+        ("dynamodb:Query", "UploadsTable/index/owner-content"),  # find_held
+        ("dynamodb:GetItem", "ContentsTable"),  # get_content (metadata)
+        ("dynamodb:UpdateItem", "ContentsTable"),  # record_held_duplicate's upload_count
+        ("dynamodb:Scan", "ContentsTable"),  # list_contents (GET /admin/hashes)
+        ("dynamodb:BatchGetItem", "StatsTable"),  # read_stats
+        ("dynamodb:UpdateItem", "StatsTable"),  # record_held_duplicate's counters
+        ("s3:PutObject", "FilesBucket/staging/*"),  # presigned PUT and parts, create, complete
+        ("s3:ListMultipartUploadParts", "FilesBucket/staging/*"),  # list_parts
+        ("s3:AbortMultipartUpload", "FilesBucket/staging/*"),  # abort_multipart
+        ("s3:DeleteObject", "FilesBucket/staging/*"),  # abort: bytes that already arrived
+        ("s3:GetObject", "FilesBucket/cas/*"),  # presigned downloads
+        ("secretsmanager:GetSecretValue", "PageTokenSecret"),  # page-token key
+    },
+    "WorkerFunction": {
+        ("s3:GetObject", "FilesBucket/staging/*"),  # HeadObject, GetObject, copy source
+        ("s3:DeleteObject", "FilesBucket/staging/*"),  # clean-up after a terminal state
+        ("s3:ListBucket", "FilesBucket"),  # a missing staging key answers 404, not 403
+        ("s3:PutObject", "FilesBucket/cas/*"),  # copy target (and multipart copy parts)
+        ("s3:AbortMultipartUpload", "FilesBucket/cas/*"),  # a failed multipart copy (> 5 GiB)
+        ("dynamodb:GetItem", "UploadsTable"),  # get_upload
+        ("dynamodb:PutItem", "UploadsTable"),  # the guarded terminal write (transact)
+        ("dynamodb:UpdateItem", "UploadsTable"),  # claim_content
+        ("dynamodb:GetItem", "ContentsTable"),  # get_content
+        ("dynamodb:PutItem", "ContentsTable"),  # record_stored
+        ("dynamodb:UpdateItem", "ContentsTable"),  # record_duplicate's upload_count
+        ("dynamodb:UpdateItem", "StatsTable"),  # counters (transact)
+    },
+    "ReconcileFunction": {
+        ("dynamodb:Scan", "UploadsTable"),  # scan_uploads
+        ("dynamodb:Scan", "ContentsTable"),  # scan_contents
+        ("dynamodb:UpdateItem", "ContentsTable"),  # set_upload_count (repair)
+        ("dynamodb:BatchGetItem", "StatsTable"),  # read_stats
+        ("dynamodb:UpdateItem", "StatsTable"),  # add_to_stats (repair)
+    },
+    "PageFunction": set(),
+}
+
+
+def _resource_name(arn: Any) -> str:
+    """`!GetAtt X.Arn` -> X, `!Sub "${X.Arn}/p"` -> X/p, `!Ref X` -> X."""
+    if "Fn::GetAtt" in arn:
+        target = arn["Fn::GetAtt"]
+        return str(target.split(".")[0] if isinstance(target, str) else target[0])
+    if "Ref" in arn:
+        return str(arn["Ref"])
+    match = re.fullmatch(r"\$\{(\w+)\.Arn\}(/.+)", arn["Fn::Sub"])
+    assert match is not None, arn
+    return match[1] + match[2]
+
+
+def _grants(function: str) -> set[tuple[str, str]]:
+    statements = [s for p in _setting(function, "Policies") or [] for s in p["Statement"]]
+    return {
+        (action, _resource_name(arn))
+        for s in statements
+        for action in _as_list(s["Action"])
+        for arn in _as_list(s["Resource"])
+    }
+
+
+@pytest.mark.parametrize("function", sorted(EXPECTED_GRANTS))
+def test_each_function_is_granted_exactly_what_its_code_calls(function: str) -> None:
+    assert _grants(function) == EXPECTED_GRANTS[function]
+
+
+def test_every_function_is_accounted_for() -> None:
+    assert set(_functions()) == set(EXPECTED_GRANTS)
+
+
+# --- deploy-time traps --------------------------------------------------------------------------
+
+
+def test_schedules_get_a_stack_unique_name() -> None:
+    # SAM names a ScheduleV2 schedule "<Function><Event>" unless told otherwise: a second stack
+    # in the same account and region would then fail to create it.
+    schedules = [
+        event["Properties"]
+        for props in _functions().values()
+        for event in props.get("Events", {}).values()
+        if event["Type"] == "ScheduleV2"
+    ]
+    assert schedules
+    for schedule in schedules:
+        assert schedule.get("OmitName") is True, schedule
+        assert "Name" not in schedule
+
+
+@pytest.mark.parametrize("logical_id", ["FilesBucket", *TABLES])
+def test_deleting_or_replacing_the_stack_keeps_the_data(logical_id: str) -> None:
+    declared = template()["Resources"][logical_id]
+    assert declared.get("DeletionPolicy") == "Retain"
+    assert declared.get("UpdateReplacePolicy") == "Retain"
+
+
+def test_no_secret_is_resolved_into_a_function_configuration() -> None:
+    # A {{resolve:secretsmanager:...}} lands in plain text in the function's configuration.
+    assert "{{resolve:" not in TEMPLATE.read_text()
+    # The API gets the secret's ARN and reads the value itself, when it first needs it.
+    env = _functions()["ApiFunction"]["Environment"]["Variables"]
+    assert env["PAGE_TOKEN_SECRET_ARN"] == {"Ref": "PageTokenSecret"}
+
+
+def test_only_the_api_may_read_the_page_token_secret() -> None:
+    readers = {
+        function
+        for function in _functions()
+        for action, name in _grants(function)
+        if action.startswith("secretsmanager:")
+    }
+    assert readers == {"ApiFunction"}
+    assert ("secretsmanager:GetSecretValue", "PageTokenSecret") in _grants("ApiFunction")
+
+
+# --- the upload page ----------------------------------------------------------------------------
+
+
+def _routes(function: str) -> set[tuple[str, str]]:
+    events = _functions()[function].get("Events", {}).values()
+    return {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events}
+
+
+def test_the_page_function_is_small_and_needs_no_aws_permission() -> None:
+    page = _functions()["PageFunction"]
+    assert page["CodeUri"] == "web/"
+    assert page["Handler"] == "page.handler"
+    assert page["MemorySize"] <= 256
+    assert "Policies" not in page
+    assert "Layers" not in page and "Layers" not in template()["Globals"]["Function"]
+
+
+def test_every_page_file_has_a_route_to_the_page_function_and_nothing_else_does() -> None:
+    from web.page import ROOT, page_files
+
+    # Given the files the page consists of (what the local stack serves)
+    files = page_files(ROOT)
+    assert "index.html" in files
+
+    # Then each has its own GET route, plus the root; no catch-all that would capture /docs
+    events = _functions()["PageFunction"]["Events"].values()
+    assert all(
+        e["Type"] == "HttpApi" and e["Properties"]["ApiId"] == {"Ref": "HttpApi"} for e in events
+    )
+    assert _routes("PageFunction") == {("GET", "/")} | {("GET", f"/{name}") for name in files}
+
+
+def test_the_api_function_no_longer_answers_the_root() -> None:
+    assert ("GET", "/") not in _routes("ApiFunction")
