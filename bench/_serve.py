@@ -36,7 +36,9 @@ def main(argv: list[str]) -> int:
             _ready(info_file, info)
     elif kind == "stack":
         workers = int(rest[0]) if rest else 2
-        with LocalStack(port=0, emulator_port=0, workers=workers) as stack:
+        # Every port is picked free (0): a fixed one (the Lambda endpoint's default is 3001)
+        # would collide with `make run`, or with another bench or test running meanwhile.
+        with LocalStack(port=0, emulator_port=0, lambda_port=0, workers=workers) as stack:
             info = {
                 "api_url": stack.api_url,
                 "endpoint_url": stack.endpoint_url,

@@ -16,7 +16,6 @@ import base64
 import hashlib
 import math
 import os
-import sys
 import textwrap
 import threading
 import warnings
@@ -449,12 +448,10 @@ def _index_keys(props: dict[str, Any]) -> set[str]:
 
 def _fresh_handlers(clients: Any) -> None:
     """Handlers cache their clients: drop them so they bind to this mock (and not after it)."""
+    from handlers import wiring
+
     clients.reset()
-    for name in ("handlers.api", "handlers.worker"):
-        module = sys.modules.get(name)
-        if module is not None:
-            module._ledger.cache_clear()
-            module._store.cache_clear()
+    wiring.reset()
 
 
 # --- cost ----------------------------------------------------------------------------------------

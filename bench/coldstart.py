@@ -5,18 +5,33 @@ Each figure is the median of N fresh interpreters timing ``import <module>`` wit
 validated at import). The ratio is to ``import boto3`` alone, which every function pays anyway;
 the target is at most 1.5x. One ``-X importtime`` run per handler then lists what the handler
 adds on top of boto3: the heaviest modules by self time, and self time summed by package.
+
+Then what packaging boto3 with the functions costs (src/requirements.txt locks it, because the
+runtime's copy lags): each handler imported from a copy of the `sam build` artifact, in a clean
+interpreter with the code directory first on the path as Lambda puts it, (1) with boto3 and its
+closure taken out, so the runtime's copy (compiled) is used, as before the lock; (2) as built,
+so the artifact's own boto3 is used, compiled from source at every cold start since /var/task is
+read-only; (3) as built plus .pyc files compiled in.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from bench._common import ROOT, child_env, median, table, use_code_root
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from bench._common import ROOT, SRC, child_env, median, table, use_code_root
 
 NAME = "coldstart"
 BASELINE = "boto3"
@@ -56,6 +71,11 @@ def function_env() -> dict[str, str]:
         stats_shards=int(parameter_default("StatsShards")),
         queue_url="",
         dlq_url="",
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:onecopy-ingest",
+        dlq_arn="arn:aws:sqs:us-east-1:123456789012:onecopy-ingest-dlq",
+        page_token_secret_arn=(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:onecopy-page-token-AbCdEf"
+        ),
     )
     return child_env(resources.function_env())
 
@@ -182,5 +202,214 @@ def report(figures: Sequence[ImportFigures]) -> str:
     return "\n".join(out)
 
 
+# --- what packaging boto3 with the functions costs ----------------------------------------------
+
+# The dependency closure of boto3 (extras not asked for): what Lambda's Python runtime provides.
+RUNTIME_PACKAGES = "boto3"
+LAYOUTS = ("runtime boto3", "packaged boto3", "packaged, precompiled")
+# Runs in `python -I -S -B`: no site-packages, no PYTHON* variables, no .pyc written (Lambda's
+# /var/task is read-only, so a cold start cannot cache what it compiles). argv: module, dirs.
+_LAYOUT_TIMER = (
+    "import sys, time\n"
+    "module, *dirs = sys.argv[1:]\n"
+    "sys.path[:0] = dirs\n"
+    "_s = time.perf_counter()\n"
+    "__import__(module)\n"
+    "elapsed = time.perf_counter() - _s\n"
+    "origin = sys.modules['botocore'].__file__\n"
+    "print(elapsed, origin)\n"
+)
+
+
+@dataclass(frozen=True)
+class Layouts:
+    """Import times of one module under each layout of the code and its dependencies."""
+
+    module: str
+    seconds: dict[str, list[float]]
+
+
+def artifact_dir(scratch: Path, build_dir: Path | None = None) -> Path:
+    """A function directory `sam build` made (all functions share CodeUri src/, so any one).
+
+    ``make sam-build`` leaves one in .aws-sam/build; when there is none, or it was built from
+    another lock than src/requirements.txt, one is built into ``scratch``.
+    """
+    build_dir = build_dir or ROOT / ".aws-sam" / "build"
+    built_lock = build_dir / "ApiFunction" / "requirements.txt"
+    if built_lock.exists() and built_lock.read_text() == (SRC / "requirements.txt").read_text():
+        return build_dir / "ApiFunction"
+    build_dir = scratch / "build"
+    bin_dir = Path(sys.executable).parent
+    done = subprocess.run(
+        [str(bin_dir / "sam"), "build", "--build-dir", str(build_dir), "--no-cached"],
+        cwd=ROOT,
+        # sam checks for a `python3.13` binary on PATH, which the venv provides.
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SAM_CLI_TELEMETRY": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"sam build failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return build_dir / "ApiFunction"
+
+
+def _closure(name: str) -> set[str]:
+    """A distribution and everything it requires (markers evaluated, no extras), by name."""
+    todo, seen = [name], set[str]()
+    while todo:
+        current = canonicalize_name(todo.pop())
+        if current in seen:
+            continue
+        seen.add(current)
+        for spec in importlib.metadata.requires(current) or []:
+            requirement = Requirement(spec)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return seen
+
+
+def _distribution_files(root: Path, names: set[str]) -> dict[str, list[Path]]:
+    """{distribution: the files its RECORD lists} for the distributions of ``names`` in root."""
+    files: dict[str, list[Path]] = {}
+    for info in root.glob("*.dist-info"):
+        name = canonicalize_name(info.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+        if name in names:
+            record = (info / "RECORD").read_text().splitlines()
+            files[name] = [root / line.rsplit(",", 2)[0] for line in record if line]
+    return files
+
+
+def _host_extension(code: Path) -> None:
+    """Swap pydantic-core's compiled extension for this machine's build of the same version.
+
+    The artifact is built for the Lambda's arm64 CPU; the venv holds the same pydantic-core for
+    this machine. Only the .so differs (the artifact test checks that), and it is not what
+    packaging boto3 changes.
+    """
+    venv_core = Path(str(importlib.metadata.distribution("pydantic-core").locate_file("")))
+    version = importlib.metadata.version("pydantic-core")
+    assert (code / f"pydantic_core-{version}.dist-info").is_dir(), "not the venv's pydantic-core"
+    for extension in (code / "pydantic_core").glob("_pydantic_core.*.so"):
+        extension.unlink()
+    for extension in (venv_core / "pydantic_core").glob("_pydantic_core.*.so"):
+        shutil.copy2(extension, code / "pydantic_core" / extension.name)
+
+
+def prepare_layouts(artifact: Path, workdir: Path) -> dict[str, list[Path]]:
+    """The import path of each layout, in Lambda's order: the code directory first.
+
+    - runtime boto3: the artifact without boto3's closure, then a directory standing for the
+      runtime's site-packages (boto3's closure from this venv, with its compiled .pyc files, as
+      the runtime image has them);
+    - packaged boto3: the artifact as built (no .pyc: `sam build` writes none);
+    - packaged, precompiled: the same, with .pyc files compiled in (``compileall
+      --invalidation-mode unchecked-hash``, valid whatever the unzipped files' times).
+    """
+    runtime_names = _closure(RUNTIME_PACKAGES)
+    runtime = workdir / "runtime"
+    runtime.mkdir()
+    for name in sorted(runtime_names):
+        dist = importlib.metadata.distribution(name)
+        for top in {f.parts[0] for f in dist.files or [] if f.parts}:
+            if top not in ("..", "__pycache__") and not (runtime / top).exists():
+                (runtime / top).symlink_to(Path(str(dist.locate_file(top))))
+    ignore = shutil.ignore_patterns("__pycache__")
+    packaged, precompiled, without = (workdir / n for n in ("packaged", "precompiled", "without"))
+    for copy in (packaged, precompiled, without):
+        shutil.copytree(artifact, copy, ignore=ignore)
+        _host_extension(copy)
+    for files in _distribution_files(without, runtime_names).values():
+        for path in files:
+            path.unlink(missing_ok=True)
+    for directory in sorted(without.rglob("*"), key=lambda p: -len(p.parts)):
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(precompiled),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return {
+        "runtime boto3": [without, runtime],
+        "packaged boto3": [packaged, runtime],
+        "packaged, precompiled": [precompiled, runtime],
+    }
+
+
+def _time_layout(module: str, dirs: list[Path], env: dict[str, str]) -> tuple[float, str]:
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", _NO_CRT + _LAYOUT_TIMER, module, *map(str, dirs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"importing {module} failed:\n{done.stderr[-4000:]}")
+    seconds, origin = done.stdout.split()
+    return float(seconds), origin
+
+
+def run_packaging(
+    runs: int = 5, modules: Sequence[str] = HANDLERS, artifact: Path | None = None
+) -> list[Layouts]:
+    """Import times of boto3 and each handler under each layout (round-robin, N runs each)."""
+    env = function_env()
+    every = [BASELINE, *modules]
+    with tempfile.TemporaryDirectory(prefix="onecopy-layouts-") as tmp:
+        layouts = prepare_layouts(artifact or artifact_dir(Path(tmp)), Path(tmp))
+        for layout, (code, runtime) in layouts.items():  # botocore is where the layout says
+            _, origin = _time_layout(BASELINE, [code, runtime], env)
+            expected = runtime if layout == "runtime boto3" else code
+            assert origin.startswith(f"{expected}/"), (layout, origin)
+        times = {m: {layout: list[float]() for layout in layouts} for m in every}
+        for _ in range(runs):
+            for module in every:
+                for layout, dirs in layouts.items():
+                    times[module][layout].append(_time_layout(module, dirs, env)[0])
+    return [Layouts(m, times[m]) for m in every]
+
+
+def report_packaging(figures: Sequence[Layouts]) -> str:
+    n = len(figures[0].seconds[LAYOUTS[0]])
+    rows = []
+    for f in figures:
+        today = median(f.seconds[LAYOUTS[0]])
+        rows.append(
+            (
+                f"import {f.module}",
+                *(median(f.seconds[layout]) * 1000 for layout in LAYOUTS),
+                *(f"{median(f.seconds[layout]) / today:.2f}x" for layout in LAYOUTS[1:]),
+            )
+        )
+    return table(
+        f"Cold start by packaging (median ms of {n}; fresh `python -I -S -B`, code dir first "
+        "as on Lambda, no .pyc written)",
+        [
+            "module",
+            *(f"{layout} ms" for layout in LAYOUTS),
+            "packaged/runtime",
+            "precompiled/runtime",
+        ],
+        rows,
+    )
+
+
 def main() -> None:
     print(report(run()))
+    print(report_packaging(run_packaging()))

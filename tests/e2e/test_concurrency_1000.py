@@ -23,6 +23,8 @@ import requests
 from onecopy_local.resources import Resources, parameter_default
 from tests.invariants import check_invariants
 from tests.localstack import (
+    START_TIMEOUT,
+    STOP_TIMEOUT,
     TERMINAL,
     RunningStack,
     object_keys,
@@ -32,12 +34,20 @@ from tests.localstack import (
     wait_until,
 )
 
-pytestmark = pytest.mark.e2e
-
 UPLOADS = 1000
 CONTENTS = 50
 CLIENTS = 32
 POLL_SECONDS = 0.2  # the pollers share one serialized API function with the uploads in flight
+REQUEST_TIMEOUT_S = 60
+# pytest-timeout's limit for this test covers the module fixture's start and stop of the stack
+# too. The test's own deadline (against hangs: shared CI machines are slow) is what is left of it
+# after those, one request's timeout and the final checks, so a slow run fails with this test's
+# message, not pytest-timeout's.
+TIMEOUT_S = 900
+MARGIN_S = REQUEST_TIMEOUT_S + 30
+BUDGET_S = TIMEOUT_S - START_TIMEOUT - STOP_TIMEOUT - MARGIN_S
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(TIMEOUT_S)]
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +68,13 @@ def _session() -> requests.Session:
     return session
 
 
-def _send(api_url: str, data: bytes, n: int) -> str:
+def _send(api_url: str, data: bytes, n: int, deadline: float) -> str:
     """A client's first two moves, as the browser or the CLI makes them: create, then PUT."""
+    assert time.monotonic() < deadline, f"upload {n} not even created before the deadline"
     created = _session().post(
-        f"{api_url}/uploads", json={"filename": f"file-{n}.bin", "size": len(data)}, timeout=60
+        f"{api_url}/uploads",
+        json={"filename": f"file-{n}.bin", "size": len(data)},
+        timeout=REQUEST_TIMEOUT_S,
     )
     assert created.status_code == 201, created.text
     body = created.json()
@@ -71,11 +84,10 @@ def _send(api_url: str, data: bytes, n: int) -> str:
     return upload_id
 
 
-def _poll(api_url: str, upload_id: str) -> dict[str, Any]:
-    """The client's last move: GET the upload until it is terminal."""
-    deadline = time.monotonic() + 600  # a deadline against hangs: shared CI machines are slow
+def _poll(api_url: str, upload_id: str, deadline: float) -> dict[str, Any]:
+    """The client's last move: GET the upload until it is terminal (or the deadline passes)."""
     while True:
-        view = _session().get(f"{api_url}/uploads/{upload_id}", timeout=60)
+        view = _session().get(f"{api_url}/uploads/{upload_id}", timeout=REQUEST_TIMEOUT_S)
         assert view.status_code == 200, view.text
         result: dict[str, Any] = view.json()
         if result["status"] in TERMINAL:
@@ -92,7 +104,13 @@ def _queue_drained(stack: RunningStack) -> bool:
     return all(int(value) == 0 for value in attributes.values())
 
 
+def _queue_arn(queue_url: str) -> str:
+    account, name = queue_url.rstrip("/").split("/")[-2:]
+    return f"arn:aws:sqs:us-east-1:{account}:{name}"
+
+
 def _resources(stack: RunningStack) -> Resources:
+    """What the invariants read (the bucket and the tables), from the stack's banner."""
     return Resources(
         region="us-east-1",
         bucket=stack.bucket,
@@ -102,6 +120,9 @@ def _resources(stack: RunningStack) -> Resources:
         stats_shards=int(parameter_default("StatsShards")),
         queue_url=stack.queue_url,
         dlq_url=stack.dlq_url,
+        queue_arn=_queue_arn(stack.queue_url),
+        dlq_arn=_queue_arn(stack.dlq_url),
+        page_token_secret_arn="",  # the banner does not name it, and the invariants never read it
     )
 
 
@@ -117,10 +138,16 @@ def test_1000_uploads_of_50_contents_delivered_twice_store_each_content_once(
     # client polling each upload right after its PUT would mostly spend the API's one
     # environment on answering PENDING)
     started = time.monotonic()
+    deadline = started + BUDGET_S
+    assert BUDGET_S >= 300, "the timeout leaves the test too little time"
     with ThreadPoolExecutor(CLIENTS) as pool:
-        sent = list(pool.map(lambda n: _send(stack.api_url, jobs[n], n), range(UPLOADS)))
-        results = list(pool.map(lambda upload_id: _poll(stack.api_url, upload_id), sent))
-    wait_until(lambda: _queue_drained(stack), timeout=600, what="the ingest queue to drain")
+        sent = list(pool.map(lambda n: _send(stack.api_url, jobs[n], n, deadline), range(UPLOADS)))
+        results = list(pool.map(lambda upload_id: _poll(stack.api_url, upload_id, deadline), sent))
+    wait_until(
+        lambda: _queue_drained(stack),
+        timeout=max(0.0, deadline - time.monotonic()),
+        what="the ingest queue to drain",
+    )
     elapsed = time.monotonic() - started
     print(f"\n{UPLOADS} uploads settled and the queue drained in {elapsed:.1f} s")
 

@@ -89,3 +89,16 @@ def test_bench_lists_its_benchmarks(capsys: pytest.CaptureFixture[str]) -> None:
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert status == 0
     assert listed == ["coldstart", "calls", "hash", "e2e"]
+
+
+def test_coldstart_bench_compares_packaging_layouts() -> None:
+    # Given the `sam build` artifact (built into /tmp if .aws-sam/build is missing or stale)
+    # When boto3 and one handler are imported once under each layout
+    figures = coldstart.run_packaging(runs=1, modules=["handlers.worker"])
+
+    # Then each has an import time under each layout
+    assert [f.module for f in figures] == [coldstart.BASELINE, "handlers.worker"]
+    for f in figures:
+        assert set(f.seconds) == set(coldstart.LAYOUTS)
+        assert _finite_positive(*(s for times in f.seconds.values() for s in times))
+    assert "packaged/runtime" in coldstart.report_packaging(figures)

@@ -16,23 +16,31 @@ Neither build uses SAM's cache, nor touches the project's `.aws-sam/`. Both need
 `make test`'s own `sam build` does.
 
 What the handler's interpreter can import (`python -I -S`: no site-packages, PYTHON* variables
-ignored), in this order:
-1. the built function directory: the code and the requirements SAM installed into it;
+ignored), in this order, as Lambda orders its path (the code directory first):
+1. the built function directory: the code and the requirements SAM installed into it, boto3
+   and its closure included (src/requirements.txt locks them: the runtime's copy lags);
 2. a directory of links to boto3 and its dependency closure (botocore, s3transfer, jmespath,
-   python-dateutil, six, urllib3), taken from this venv: the Lambda Python runtime provides these;
+   python-dateutil, six, urllib3), taken from this venv: what the Lambda Python runtime provides,
+   shadowed by the artifact's own copy;
 3. the standard library.
 The emulator runs in the test process (moto server, reached through AWS_ENDPOINT_URL), so the
 handler's interpreter needs no moto. It reports every module it loaded, and any that came from
-elsewhere fails the test.
+elsewhere fails the test; the packaged dependencies must come from the artifact.
+
+The artifact's full file list is checked against an allow-list: the function's own code, and
+exactly the files each locked distribution's RECORD lists; nothing else (no stray files, tests,
+tools or compiled caches).
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -49,6 +57,7 @@ import requests
 import yaml
 from moto.server import ThreadedMotoServer
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from adapters.dynamodb import Ledger
 from domain.model import Upload
@@ -67,27 +76,23 @@ SAMPLE_EVENTS = {
         "api_create_upload_invalid.json",
         "api_get_upload.json",
         "api_unknown_route.json",
+        "api_rest_v1_payload.json",
+        "api_empty.json",
     ],
     "WorkerFunction": ["sqs_s3_object_created.json", "sqs_s3_test_event.json"],
     "ReconcileFunction": ["reconcile_scheduled.json", "reconcile_repair.json"],
+    "PageFunction": ["page_get_root.json"],
 }
 
-# Packages `sam build` must not put in an artifact: test and tool code, and boto3, which the
-# Lambda runtime already provides (botocore alone would add ~30 MB to every artifact).
-NOT_IN_ARTIFACT = (
-    "moto",
-    "pytest",
-    "_pytest",
-    "samcli",
-    "samtranslator",
-    "onecopy_cli",
-    "onecopy_local",
-    "tests",
-    "events",
-    "boto3",
-    "botocore",
-)
-REQUIRED_IN_ARTIFACT = ("aws_lambda_powertools", "pydantic", "pydantic_core", "handlers")
+LOCK = ROOT / "src" / "requirements.txt"
+# The packages of src/ (the Python functions' CodeUri) that ship as code; nothing else of it but
+# requirements.txt, which SAM copies along.
+CODE_PACKAGES = ("adapters", "domain", "handlers", "service")
+# Modules the Python functions must load from their artifact, not from the runtime's copy.
+PACKAGED_MODULES = ("aws_lambda_powertools", "pydantic", "boto3", "botocore")
+# SAM copies the whole CodeUri directory: web/ holds the page files and page.py, nothing else
+# (the page's documentation lives in docs/upload-page.md for that reason).
+PAGE_EXTRAS: tuple[str, ...] = ()
 
 EM_AARCH64 = 183  # ELF e_machine values (elf.h)
 EM_X86_64 = 62
@@ -126,7 +131,7 @@ with open(result_file, "w") as f:
     json.dump(
         {
             "results": results,
-            "files": {n: p for n, p in files.items() if n in ("pydantic", "aws_lambda_powertools")},
+            "files": {n: p for n, p in files.items() if p and "." not in n},
             "foreign": {n: p for n, p in files.items() if p and not p.startswith(allowed)},
         },
         f,
@@ -288,9 +293,12 @@ def invoke(builds: dict[str, Build], lambda_runtime: Path, stack: Stack, tmp_pat
         assert proc.returncode == 0, f"{function} failed:\n{proc.stdout}\n{proc.stderr}"
         report = json.loads(result_file.read_text())
         assert report["foreign"] == {}, "imported from outside the artifact and the runtime"
-        assert set(report["files"]) == {"pydantic", "aws_lambda_powertools"}
-        for module, file in report["files"].items():
-            assert file.startswith(f"{code_dir}/"), f"{module} not from the artifact: {file}"
+        loaded: dict[str, str] = report["files"]
+        if _is_python_code(code_dir):
+            for module in PACKAGED_MODULES:
+                assert loaded[module].startswith(f"{code_dir}/"), f"{module} not from the artifact"
+        else:  # the page function: the standard library and its own module, nothing else
+            assert not [f for f in loaded.values() if f.startswith(f"{lambda_runtime}/")]
         results: list[Any] = report["results"]
         return results
 
@@ -380,21 +388,77 @@ def test_sample_events_describe_one_upload_of_the_sample_content() -> None:
 # --- the artifact --------------------------------------------------------------------------------
 
 
+def _is_python_code(code_dir: Path) -> bool:
+    return (code_dir / "handlers").is_dir()
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def _locked() -> dict[str, str]:
+    """{canonical name: version} of src/requirements.txt."""
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", LOCK.read_text(), re.MULTILINE)
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def _installed(code_dir: Path) -> dict[str, tuple[str, set[str]]]:
+    """{canonical name: (version, the files its RECORD lists)} of the distributions in code_dir."""
+    found: dict[str, tuple[str, set[str]]] = {}
+    for info in code_dir.glob("*.dist-info"):
+        name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)
+        with (info / "RECORD").open(newline="") as record:
+            files = {row[0] for row in csv.reader(record) if row}
+        found[canonicalize_name(name)] = (version, files)
+    return found
+
+
+def _code_uri(function: str) -> str:
+    definition = template()
+    properties = definition["Resources"][function]["Properties"]
+    return str(properties.get("CodeUri") or definition["Globals"]["Function"]["CodeUri"])
+
+
+def _page_files(function: str) -> set[str]:
+    """The files the function's GET routes serve (`/` is index.html), from template.yaml."""
+    events = template()["Resources"][function]["Properties"]["Events"].values()
+    paths = {e["Properties"]["Path"] for e in events if e["Type"] == "HttpApi"}
+    return {"index.html" if path == "/" else path.removeprefix("/") for path in paths}
+
+
 @pytest.mark.parametrize("function", sorted(SAMPLE_EVENTS))
-def test_arm64_artifact_is_lean_and_carries_its_own_aarch64_requirements(
+def test_arm64_artifact_holds_exactly_the_code_and_the_locked_requirements(
     builds: dict[str, Build], function: str
 ) -> None:
-    # Given the artifact `sam build` makes from template.yaml as it is
-    code_dir = builds["arm64"].code_dir(function)
+    # Given the artifact `sam build` makes from template.yaml as it is, and its source directory
+    build = builds["arm64"]
+    code_dir = build.code_dir(function)
+    source = ROOT / _code_uri(function)
+    shipped = _files(code_dir)
 
-    # Then it holds the code and its requirements, and nothing of the tests or tools
-    entries = {p.name for p in code_dir.iterdir()}
-    assert set(REQUIRED_IN_ARTIFACT) <= entries
-    assert entries.isdisjoint(NOT_IN_ARTIFACT)
-    # And the compiled part of pydantic is built for the Lambda's arm64 CPU
-    extensions = list((code_dir / "pydantic_core").glob("_pydantic_core.*.so"))
-    assert [e.name for e in extensions] == ["_pydantic_core.cpython-313-aarch64-linux-gnu.so"]
-    assert _elf_machine(extensions[0]) == EM_AARCH64
+    if _is_python_code(code_dir):
+        # Then it holds the code's modules, the lock, and the locked distributions at their
+        # locked versions: exactly the files each one's RECORD lists, nothing else (no stray
+        # file, test, tool or compiled cache)
+        code = {
+            str(p.relative_to(source))
+            for package in CODE_PACKAGES
+            for p in (source / package).rglob("*.py")
+            if "__pycache__" not in p.parts
+        }
+        installed = _installed(code_dir)
+        assert {name: version for name, (version, _) in installed.items()} == _locked()
+        dependencies = set().union(*(files for _, files in installed.values()))
+        assert sorted(shipped - code - dependencies) == ["requirements.txt"]
+        assert code | dependencies <= shipped
+        # And the compiled part of pydantic is built for the Lambda's arm64 CPU
+        extensions = list((code_dir / "pydantic_core").glob("_pydantic_core.*.so"))
+        assert [e.name for e in extensions] == ["_pydantic_core.cpython-313-aarch64-linux-gnu.so"]
+        assert _elf_machine(extensions[0]) == EM_AARCH64
+    else:
+        # Then a function serving web/ holds its handler module and the files its routes serve
+        handler_module = build.handler(function).rpartition(".")[0].replace(".", "/") + ".py"
+        assert shipped == {handler_module, *_page_files(function), *PAGE_EXTRAS}
 
 
 def test_x86_64_artifact_differs_only_in_its_compiled_extension(
@@ -425,8 +489,8 @@ def _elf_machine(path: Path) -> int:
 
 def test_api_function_answers_the_sample_requests(invoke: Invoke) -> None:
     # Given an empty stack
-    # When the API function gets the four sample requests
-    created, invalid, unknown_upload, unknown_route = invoke(
+    # When the API function gets the sample requests, a misrouted REST (v1) one and `{}` included
+    created, invalid, unknown_upload, unknown_route, rest_v1, empty = invoke(
         "ApiFunction", *SAMPLE_EVENTS["ApiFunction"]
     )
 
@@ -447,6 +511,22 @@ def test_api_function_answers_the_sample_requests(invoke: Invoke) -> None:
     assert unknown_upload["statusCode"] == 404
     assert json.loads(unknown_upload["body"])["message"]
     assert unknown_route["statusCode"] == 404
+    # And the events that are no HTTP API request get a clean 4xx, not a crash
+    for answer in (rest_v1, empty):
+        assert 400 <= answer["statusCode"] < 500
+        assert json.loads(answer["body"])["message"]
+
+
+def test_page_function_serves_the_page_as_the_local_stack_does(invoke: Invoke) -> None:
+    # Given the page function's built artifact
+    # When it gets the sample `GET /`
+    (root,) = invoke("PageFunction", "page_get_root.json")
+
+    # Then it answers web/index.html, as HTML
+    assert root["statusCode"] == 200
+    assert root["headers"]["Content-Type"].startswith("text/html")
+    assert root["isBase64Encoded"] is False
+    assert root["body"] == (ROOT / "web" / "index.html").read_text()
 
 
 def test_worker_function_stores_the_upload_the_sample_s3_event_announces(
