@@ -72,7 +72,15 @@ class Resources:
     queue_arn: str
     dlq_arn: str
     page_token_secret_arn: str
+    holdings_table: str
+    user_pool_id: str
+    user_pool_client_id: str
     account_id: str = ACCOUNT_ID
+
+    @property
+    def issuer(self) -> str:
+        """The `iss` of the local user pool's tokens (moto signs them as Cognito would)."""
+        return f"https://cognito-idp.{self.region}.amazonaws.com/{self.user_pool_id}"
 
     def refs(self) -> dict[str, str]:
         """What `!Ref <LogicalId>` resolves to, locally, for the template's resources."""
@@ -81,6 +89,9 @@ class Resources:
             "UploadsTable": self.uploads_table,
             "ContentsTable": self.contents_table,
             "StatsTable": self.stats_table,
+            "HoldingsTable": self.holdings_table,
+            "UserPool": self.user_pool_id,
+            "UserPoolClient": self.user_pool_client_id,
             "IngestQueue": self.queue_url,
             "IngestDeadLetterQueue": self.dlq_url,
             "PageTokenSecret": self.page_token_secret_arn,
@@ -98,6 +109,9 @@ class Resources:
             "UploadsTable": table + self.uploads_table,
             "ContentsTable": table + self.contents_table,
             "StatsTable": table + self.stats_table,
+            "HoldingsTable": table + self.holdings_table,
+            "UserPool": f"arn:aws:cognito-idp:{self.region}:{self.account_id}:userpool/"
+            + self.user_pool_id,
             "IngestQueue": self.queue_arn,
             "IngestDeadLetterQueue": self.dlq_arn,
             "PageTokenSecret": self.page_token_secret_arn,
@@ -168,6 +182,27 @@ def resolve(value: Any, resources: Resources, overrides: Mapping[str, str] | Non
 
         return _SUB_VARIABLE.sub(one, text)
 
+    def holds(condition: Any) -> bool:
+        """A template Condition (by name, or inline), evaluated with the local values."""
+        if isinstance(condition, str):
+            conditions = template().get("Conditions", {})
+            if condition not in conditions:
+                raise TemplateError(f"no Condition named {condition}")
+            return holds(conditions[condition])
+        ((name, arg),) = condition.items()
+        if name == "Condition":
+            return holds(arg)
+        if name == "Fn::Equals":
+            left, right = walk(arg)
+            return bool(left == right)
+        if name == "Fn::Not":
+            return not holds(arg[0])
+        if name == "Fn::And":
+            return all(holds(c) for c in arg)
+        if name == "Fn::Or":
+            return any(holds(c) for c in arg)
+        raise TemplateError(f"{name} is not a condition function: {condition!r}")
+
     def walk(node: Any) -> Any:
         if isinstance(node, list):
             return [walk(item) for item in node]
@@ -187,6 +222,9 @@ def resolve(value: Any, resources: Resources, overrides: Mapping[str, str] | Non
                 return walk(arg[1])[int(walk(arg[0]))]
             if name == "Fn::Split":
                 return str(walk(arg[1])).split(str(arg[0]))
+            if name == "Fn::If":
+                condition, if_true, if_false = arg
+                return walk(if_true if holds(condition) else if_false)
             if name.startswith("Fn::"):
                 raise TemplateError(f"{name} is not resolved locally: {node!r}")
         return {key: walk(item) for key, item in node.items()}
@@ -261,9 +299,12 @@ def create_resources(
         ("UploadsTable", f"{prefix}-uploads"),
         ("ContentsTable", f"{prefix}-contents"),
         ("StatsTable", f"{prefix}-stats"),
+        ("HoldingsTable", f"{prefix}-holdings"),
     ):
         props = resource(logical_id)
         ddb.create_table(TableName=name, **{k: props[k] for k in _TABLE_KEYS if k in props})
+        if ttl := props.get("TimeToLiveSpecification"):
+            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
         tables[logical_id] = name
 
     dlq_url = sqs.create_queue(QueueName=f"{prefix}-ingest-dlq")["QueueUrl"]
@@ -338,10 +379,14 @@ def create_resources(
             ]
         },
     )
+    user_pool_id, client_id = _create_sign_in(session.client("cognito-idp", **kw), prefix)
     return Resources(
         region=region,
         bucket=bucket,
         uploads_table=tables["UploadsTable"],
+        holdings_table=tables["HoldingsTable"],
+        user_pool_id=user_pool_id,
+        user_pool_client_id=client_id,
         contents_table=tables["ContentsTable"],
         stats_table=tables["StatsTable"],
         stats_shards=int(parameter_default("StatsShards")),
@@ -368,3 +413,36 @@ def lifecycle_rules() -> list[dict[str, Any]]:
             api_rule["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
         rules.append(api_rule)
     return rules
+
+
+def _create_sign_in(cognito: Any, prefix: str) -> tuple[str, str]:
+    """The template's user pool, app client and groups (moto's Cognito); returns their ids."""
+    pool = resource("UserPool")
+    password = pool["Policies"]["PasswordPolicy"]
+    pool_id = cognito.create_user_pool(
+        PoolName=f"{prefix}-users",
+        Policies={"PasswordPolicy": password},
+        AdminCreateUserConfig=pool["AdminCreateUserConfig"],
+        UsernameConfiguration=pool["UsernameConfiguration"],
+    )["UserPool"]["Id"]
+    client = resource("UserPoolClient")
+    client_id = cognito.create_user_pool_client(
+        UserPoolId=pool_id,
+        ClientName=client["ClientName"],
+        GenerateSecret=client["GenerateSecret"],
+        ExplicitAuthFlows=client["ExplicitAuthFlows"],
+        PreventUserExistenceErrors=client["PreventUserExistenceErrors"],
+        AccessTokenValidity=client["AccessTokenValidity"],
+        IdTokenValidity=client["IdTokenValidity"],
+        RefreshTokenValidity=client["RefreshTokenValidity"],
+        TokenValidityUnits=client["TokenValidityUnits"],
+    )["UserPoolClient"]["ClientId"]
+    for spec in template()["Resources"].values():
+        if spec.get("Type") == "AWS::Cognito::UserPoolGroup":
+            props = spec["Properties"]
+            cognito.create_group(
+                UserPoolId=pool_id,
+                GroupName=props["GroupName"],
+                Description=props.get("Description", ""),
+            )
+    return pool_id, client_id

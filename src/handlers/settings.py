@@ -15,6 +15,7 @@ class TableSettings(BaseModel):
     uploads_table: str = Field(alias="UPLOADS_TABLE", min_length=3)
     contents_table: str = Field(alias="CONTENTS_TABLE", min_length=3)
     stats_table: str = Field(alias="STATS_TABLE", min_length=3)
+    holdings_table: str = Field(alias="HOLDINGS_TABLE", min_length=3)
     # Each shard takes up to ~1,000 writes/s; reads sum them in one BatchGetItem (max 100 keys).
     stats_shards: int = Field(alias="STATS_SHARDS", ge=1, le=100)
 
