@@ -16,6 +16,8 @@ from typing import Any
 from onecopy_local.emulator import Emulator
 from onecopy_local.stack import LocalStack
 
+UNTHROTTLED = 1_000_000  # requests/s and burst: far above what the bench can send
+
 
 def _moto_url(emulator: Emulator) -> str | None:
     # The emulator does not publish moto's own address; the hash bench wants it to measure the
@@ -37,12 +39,22 @@ def main(argv: list[str]) -> int:
     elif kind == "stack":
         workers = int(rest[0]) if rest else 2
         # Every port is picked free (0): a fixed one (the Lambda endpoint's default is 3001)
-        # would collide with `make run`, or with another bench or test running meanwhile.
-        with LocalStack(port=0, emulator_port=0, lambda_port=0, workers=workers) as stack:
+        # would collide with `make run`, or with another bench or test running meanwhile. The
+        # throttle is lifted: the bench measures the stack, not API Gateway's rate limit (a
+        # deployment parameter).
+        with LocalStack(
+            port=0,
+            emulator_port=0,
+            lambda_port=0,
+            workers=workers,
+            throttle_rate=UNTHROTTLED,
+            throttle_burst=UNTHROTTLED,
+        ) as stack:
             info = {
                 "api_url": stack.api_url,
                 "endpoint_url": stack.endpoint_url,
                 "workers": workers,
+                "password": stack.password,  # of the seeded users (alice, bob, admin)
             }
             _ready(info_file, info)
     else:

@@ -361,6 +361,7 @@ def run(size: int = MIB, repeats: int = 3) -> tuple[list[Flow | Placeholder], in
                     resources.uploads_table: _index_keys(resource("UploadsTable")),
                     resources.contents_table: _index_keys(resource("ContentsTable")),
                     resources.stats_table: _index_keys(resource("StatsTable")),
+                    resources.holdings_table: _index_keys(resource("HoldingsTable")),
                 }
                 counter.attach(clients.s3(), index_keys)
                 counter.attach(clients.dynamodb(), index_keys)
@@ -392,7 +393,7 @@ def _flows(
         ),
         _measure(
             counter,
-            "duplicate, another owner's content",
+            "another owner's content (STORED, no copy)",
             repeats,
             lambda n: driver.upload("bob", held[n], declare=True),
             api_invocations=api_with_poll,
@@ -577,7 +578,7 @@ def report(flows: Sequence[Flow | Placeholder], max_item_bytes: int, size: int) 
         " monthly cost, not per upload);",
         "- DynamoDB: strongly consistent reads 1 RRU (items < 4 KB), index queries 0.5; writes"
         f" 1 WRU per KB (largest item written: {max_item_bytes} B), 2x in a transaction,"
-        " +1 WRU per write into the owner-content index;",
+        " +1 WRU per write into the owner-pending index;",
         f"- Lambda at {api_mb:g} MB (api) / {worker_mb:g} MB (worker), billed"
         f" {INVOCATION_OVERHEAD_MS:g} ms + a typical latency per request (DynamoDB 5-20 ms,"
         f" S3 15-40 ms) + bytes read at {STREAM_MB_S:g} MB/s, rounded up to 1 ms.",

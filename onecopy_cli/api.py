@@ -1,12 +1,16 @@
 """ApiClient: the onecopy HTTP API, and the presigned PUTs and GETs of the bucket, over one
-requests Session; every failure becomes an exception whose text can be shown to a person."""
+requests Session; every failure becomes an exception whose text can be shown to a person.
+
+API calls carry `Authorization: Bearer <token>` from the client's Credentials; the presigned
+bucket URLs never do (they carry their own signature, and S3 refuses a request with both).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -14,12 +18,16 @@ from requests.adapters import HTTPAdapter
 
 from onecopy_cli import __version__
 
+if TYPE_CHECKING:
+    from onecopy_cli.credentials import Credentials
+
 DEFAULT_API_URL = "http://127.0.0.1:3000"
 USER_AGENT = f"onecopy-cli/{__version__}"
 # (connect, read) seconds. The read timeout is the gap between bytes of an answer, not the
 # duration of a PUT: a large body can take as long as it needs.
 TIMEOUT = (5.0, 60.0)
 DOWNLOAD_CHUNK = 1024 * 1024
+ADMINS_ONLY = "admins only: sign in as a member of the admins group (`onecopy whoami` shows yours)"
 
 
 class CliError(Exception):
@@ -37,6 +45,11 @@ class ApiError(CliError):
 
     def __str__(self) -> str:
         return f"{self.message} (HTTP {self.status})"
+
+
+class NotSignedIn(CliError):
+    """No usable sign-in for this API (none cached, expired beyond refresh, or refused):
+    main() exits with EXIT_NOT_SIGNED_IN."""
 
 
 class Unreachable(CliError):
@@ -159,8 +172,10 @@ class ApiClient:
         *,
         session: requests.Session | None = None,
         pool_size: int = 10,
+        credentials: Credentials | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.credentials = credentials
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         # One connection per concurrent upload, to the API and to the bucket alike.
@@ -182,18 +197,39 @@ class ApiClient:
     def request(
         self, method: str, path: str, *, json: Any = None, ok: Iterable[int] = (200,)
     ) -> requests.Response:
-        """One API call; any status outside `ok` raises ApiError with the API's message."""
+        """One API call; any status outside `ok` raises ApiError with the API's message.
+
+        A 401 is retried once with renewed credentials: the authorizer refused the call before
+        any function ran, so even a POST is safe to send again.
+        """
         url = f"{self.base_url}{path}"
+        token = self.credentials.bearer() if self.credentials is not None else None
+        response = self._send(method, url, json, token)
+        if response.status_code == 401 and self.credentials is not None and token is not None:
+            response.close()
+            token = self.credentials.renew(token)
+            response = self._send(method, url, json, token)
+        if response.status_code == 401:
+            whom = f" as {self.credentials.describe()}" if self.credentials is not None else ""
+            raise NotSignedIn(
+                f"the API at {self.base_url} refused the call{whom} (HTTP 401): run `onecopy login`"
+            )
+        if response.status_code not in set(ok):
+            body = _json_or_none(response)
+            if response.status_code == 403 and path.startswith("/admin/"):
+                raise ApiError(403, ADMINS_ONLY, body)
+            raise ApiError(response.status_code, _api_message(response, body), body)
+        return response
+
+    def _send(self, method: str, url: str, json: Any, token: str | None) -> requests.Response:
+        # Per request, not on the session: the session also carries the presigned bucket calls.
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
-            response = self.session.request(method, url, json=json, timeout=TIMEOUT)
+            return self.session.request(method, url, json=json, headers=headers, timeout=TIMEOUT)
         except requests.ConnectionError as exc:
             raise Unreachable("onecopy API", self.base_url, _why(exc), _API_HINT) from exc
         except requests.Timeout as exc:
             raise Unreachable("onecopy API", self.base_url, "no answer in time", _API_HINT) from exc
-        if response.status_code not in set(ok):
-            body = _json_or_none(response)
-            raise ApiError(response.status_code, _api_message(response, body), body)
-        return response
 
     def create_upload(
         self, *, filename: str, size: int, content_type: str, sha256: str, multipart: bool = False

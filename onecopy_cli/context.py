@@ -1,5 +1,6 @@
-"""What every command gets: where the API is, a client made on first use, the console, the
-environment, and (for `admin`) a way to invoke Lambda functions."""
+"""What every command gets: where the API is, a client made on first use (signed in with the
+credentials for that API), the console, the environment, and (for `admin`) a way to invoke Lambda
+functions."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from dataclasses import dataclass, field
 
 from onecopy_cli.api import Api
 from onecopy_cli.console import Console
+from onecopy_cli.credentials import Credentials, credentials_for
 from onecopy_cli.lambda_client import Invoker, LambdaInvoker
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_NOT_SIGNED_IN = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -24,11 +27,14 @@ class Context:
     color: bool = False
     environ: Mapping[str, str] = field(default_factory=dict)
     make_invoker: Callable[..., Invoker] = LambdaInvoker
+    make_credentials: Callable[[str, Mapping[str, str]], Credentials] = credentials_for
     _client: Api | None = field(default=None, init=False)
 
     def client(self, **options: int) -> Api:
+        """The API client; NotSignedIn before any work when there is no sign-in for the API."""
         if self._client is None:
-            self._client = self.make_client(self.api_url, **options)
+            credentials = self.make_credentials(self.api_url, self.environ)
+            self._client = self.make_client(self.api_url, credentials=credentials, **options)
         return self._client
 
     def close(self) -> None:

@@ -102,6 +102,11 @@ class LambdaInvoker:
             code, message = error.get("Code", ""), error.get("Message", "")
             if code == "ResourceNotFoundException":
                 raise CliError(f"no Lambda function {function_name!r}{where}") from exc
+            if code in ("AccessDeniedException", "AccessDenied"):
+                raise CliError(
+                    f"admins only: your AWS identity may not invoke {function_name}{where} "
+                    f"({message})"
+                ) from exc
             raise CliError(f"invoking {function_name}{where} failed: {code}: {message}") from exc
         except (NoCredentialsError, NoRegionError) as exc:
             raise CliError(f"{exc} (configure AWS credentials and a region)") from exc

@@ -11,13 +11,33 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from onecopy_cli import __version__
-from onecopy_cli.api import DEFAULT_API_URL, Api, ApiClient, CliError
+from onecopy_cli.api import DEFAULT_API_URL, Api, ApiClient, CliError, NotSignedIn
 from onecopy_cli.commands import COMMANDS
 from onecopy_cli.console import Console
-from onecopy_cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Context
+from onecopy_cli.context import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_SIGNED_IN,
+    EXIT_USAGE,
+    Context,
+)
+from onecopy_cli.credentials import TOKEN_ENV
 from onecopy_cli.lambda_client import Invoker, LambdaInvoker
 
 API_URL_ENV = "ONECOPY_API_URL"
+
+
+EPILOG = f"""\
+Sign in first: `onecopy login` asks for your user name and password (or reads
+$ONECOPY_USERNAME and $ONECOPY_PASSWORD) and keeps the tokens, per API URL, in
+$XDG_CONFIG_HOME/onecopy/tokens.json (else ~/.config/onecopy/tokens.json), refreshing them
+as needed. ${TOKEN_ENV} (a raw token, for CI) overrides the cache and is never refreshed.
+
+exit status: 0 ok, 1 failed, 2 usage error, {EXIT_NOT_SIGNED_IN} not signed in (or the sign-in
+expired), 130 interrupted.
+
+Run `onecopy COMMAND --help` for a command's options.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         description="Store files once: upload them to onecopy, see what became of them, "
         "download them again.",
-        epilog="Run `onecopy COMMAND --help` for a command's options.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -53,7 +74,7 @@ def main(
     stderr: TextIO | None = None,
     environ: dict[str, str] | None = None,
 ) -> int:
-    """Run one command; the return value is the exit status (0 ok, 1 failed, 2 usage)."""
+    """Run one command; the return value is the exit status (see EPILOG)."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     env = os.environ if environ is None else environ
@@ -81,6 +102,9 @@ def main(
     run: Callable[[argparse.Namespace, Context], int] = args.run
     try:
         return run(args, ctx)
+    except NotSignedIn as exc:
+        console.error(str(exc))
+        return EXIT_NOT_SIGNED_IN
     except CliError as exc:
         console.error(str(exc))
         return EXIT_FAILED

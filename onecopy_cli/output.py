@@ -28,6 +28,16 @@ def human_size(nbytes: int) -> str:
     return f"{value:.1f} {unit}"
 
 
+def human_duration(seconds: float) -> str:
+    """A time left, to the minute above one: "45 s", "59 min", "2 h 5 min"."""
+    if seconds < 60:
+        return f"{max(int(seconds), 0)} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
 def paint(text: str, status: str, *, color: bool) -> str:
     code = _COLORS.get(status)
     return f"\x1b[{code}m{text}\x1b[0m" if color and code else text
@@ -45,7 +55,7 @@ def result_line(result: FileResult, *, color: bool = False) -> str:
         result.upload_id or "-",
     ]
     if result.already_stored:
-        parts.append("(already stored, nothing uploaded)")
+        parts.append("(you already hold it: nothing uploaded)")
     return "  ".join(parts)
 
 
@@ -108,14 +118,15 @@ def _aligned(rows: list[tuple[str, str]]) -> str:
 
 
 def metadata_view(meta: dict[str, Any], *, color: bool = False) -> str:
-    """GET /metadata/{id}: an upload (it has an upload_id) or a content, as `Label  value` lines."""
-    if "upload_id" in meta:
+    """GET /metadata/{id} as `Label  value` lines: an upload (it has a status) or a content you
+    hold (your first upload of it, and how many of your uploads refer to it)."""
+    if "status" in meta:
         status = str(meta.get("status", "?")).lower()
         label = paint(status, status, color=color)
         if meta.get("duplicate"):
-            label += " (the content was already stored: this upload added no bytes)"
+            label += " (you already held this content: this upload added no bytes)"
         rows = [
-            ("Upload", str(meta["upload_id"])),
+            ("Upload", str(meta.get("upload_id", "?"))),
             ("Status", label),
             ("File", str(meta.get("filename", "?"))),
             ("Size", _size(meta.get("size"))),
@@ -129,9 +140,10 @@ def metadata_view(meta: dict[str, Any], *, color: bool = False) -> str:
             ("SHA-256", str(meta.get("sha256", "?"))),
             ("Size", _size(meta.get("size"))),
             ("Type", str(meta.get("content_type", "?"))),
-            ("Uploads", str(meta.get("upload_count", "?"))),
-            ("First stored", str(meta.get("created_at", "?"))),
-            ("Last upload", str(meta.get("last_uploaded_at", "?"))),
+            ("File", str(meta.get("filename", "?"))),
+            ("First upload", str(meta.get("upload_id", "?"))),
+            ("Your uploads", str(meta.get("upload_count", "?"))),
+            ("First held", str(meta.get("created_at", "?"))),
         ]
     return _aligned(rows)
 
@@ -200,4 +212,14 @@ def reconcile_view(report: dict[str, Any]) -> str:
         for sha256, counts in sorted(mismatches.items()):
             recorded, found = counts.get("recorded", "?"), counts.get("found", "?")
             lines.append(f"  {sha256}  recorded {recorded}, found {found}")
+    holdings: list[dict[str, Any]] = report.get("holding_count_mismatches") or []
+    if holdings:
+        lines.append("")
+        lines.append(f"holdings that differ from the owners' uploads: {len(holdings)}")
+        for row in holdings:
+            recorded = "missing" if row.get("recorded") is None else row.get("recorded")
+            lines.append(
+                f"  {row.get('owner')}  {row.get('sha256')}  recorded {recorded}, "
+                f"found {row.get('found')}"
+            )
     return "\n".join(lines)

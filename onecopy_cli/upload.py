@@ -24,6 +24,7 @@ from onecopy_cli.api import (
     CliError,
     HeldPart,
     MultipartSlot,
+    NotSignedIn,
     PartSlot,
     Unreachable,
 )
@@ -193,6 +194,9 @@ class Uploader:
         except Unreachable as exc:
             self._unreachable = exc
             return replace(known, error=str(exc), unreachable=True)
+        except NotSignedIn:
+            # Every other file would fail the same way: stop the run (main exits "not signed in").
+            raise
         except CliError as exc:
             return replace(known, error=str(exc))
         if isinstance(answer, AlreadyStored):

@@ -1,5 +1,7 @@
-"""`make run` / `onecopy-local`: the API gateway, the AWS emulator (enforcing IAM), every function
-of template.yaml in an environment of its own, and a Lambda Invoke endpoint, on 127.0.0.1."""
+"""`make run` / `onecopy-local`: the API gateway (with the template's JWT authorizer, CORS and
+throttling), the AWS emulator (enforcing IAM; its Cognito holds the user pool and the local users),
+every function of template.yaml in an environment of its own, and a Lambda Invoke endpoint, on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ from collections.abc import Sequence
 
 from onecopy_local._http import LOGGER
 from onecopy_local.lambda_runtime import FunctionError
+from onecopy_local.resources import parameter_default
 from onecopy_local.stack import (
     DEFAULT_API_PORT,
     DEFAULT_EMULATOR_PORT,
     DEFAULT_LAMBDA_PORT,
+    DEFAULT_PASSWORD,
     DEFAULT_VISIBILITY_TIMEOUT,
     DEFAULT_WORKERS,
     INVOKABLE_FUNCTIONS,
+    LOCAL_USERS,
     REGION,
     WORKER_FUNCTION,
     LocalStack,
@@ -27,6 +32,7 @@ from onecopy_local.stack import (
 from onecopy_local.worker import BATCH_SIZE
 
 READY = "Ready. Press Ctrl-C to stop."
+PASSWORD_ENV = "ONECOPY_LOCAL_PASSWORD"  # noqa: S105 (a variable name)
 NO_IAM_WARNING = (
     "WARNING: IAM enforcement is OFF (--no-iam): every function may make any AWS call, so a "
     "grant missing from template.yaml will not show here and will fail once deployed."
@@ -38,6 +44,20 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError("a port is 0..65535 (0 picks a free one)")
     return port
+
+
+def _rate(value: str) -> float:
+    rate = float(value)
+    if not rate > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return rate
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def _count(value: str) -> int:
@@ -102,6 +122,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "policies in template.yaml grant)",
     )
     parser.add_argument(
+        "--throttle-rate",
+        type=_rate,
+        default=float(parameter_default("ThrottlingRateLimit")),
+        help="requests per second the API accepts, all callers together (template parameter "
+        "ThrottlingRateLimit; default %(default)s); beyond it and the burst: 429",
+    )
+    parser.add_argument(
+        "--throttle-burst",
+        type=_positive,
+        default=int(parameter_default("ThrottlingBurstLimit")),
+        help="requests the API accepts in a burst above the rate (template parameter "
+        "ThrottlingBurstLimit; default %(default)s)",
+    )
+    parser.add_argument(
         "--stop-on-eof",
         action="store_true",
         help="also stop when stdin closes (for supervisors and test fixtures)",
@@ -127,12 +161,32 @@ def banner(stack: LocalStack) -> str:
             else "OFF (--no-iam): every call of every function is allowed",
         ),
         *_function_rows(stack),
+        ("User pool", f"{r.user_pool_id}  (issuer {r.issuer})"),
+        (
+            "App client",
+            f"{r.user_pool_client_id}  (USER_PASSWORD_AUTH at {stack.cognito_endpoint})",
+        ),
+        ("Users", ", ".join(_user(name, groups) for name, groups in LOCAL_USERS.items())),
+        (
+            "Password",
+            f"{stack.password}  (every local user; set ${PASSWORD_ENV} to choose another)",
+        ),
+        (
+            "Sign in",
+            f"onecopy --api {stack.api_url} login  (or open {stack.api_url}/ in a browser)",
+        ),
+        (
+            "Throttling",
+            f"{stack.throttle.rate:g} requests/s, bursts of {stack.throttle.burst} "
+            "(--throttle-rate, --throttle-burst)",
+        ),
         ("Bucket", r.bucket),
         ("Queue", r.queue_url),
         ("Dead-letter queue", r.dlq_url),
         ("Uploads table", r.uploads_table),
         ("Contents table", r.contents_table),
         ("Stats table", r.stats_table),
+        ("Holdings table", r.holdings_table),
         ("Workers", f"{stack.workers} pollers, batches of up to {BATCH_SIZE} (pids {pids})"),
         (
             "Deliveries",
@@ -149,6 +203,10 @@ def banner(stack: LocalStack) -> str:
     lines = ["onecopy local stack (in memory, 127.0.0.1 only; state is lost on exit)"]
     lines += [f"  {label:<20}{value}" for label, value in rows]
     return "\n".join(lines)
+
+
+def _user(name: str, groups: tuple[str, ...]) -> str:
+    return f"{name} ({', '.join(groups)})" if groups else name
 
 
 def _function_rows(stack: LocalStack) -> list[tuple[str, str]]:
@@ -193,12 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         lambda_port=args.lambda_port,
         duplicate_deliveries=args.duplicate_deliveries,
         enforce_iam=not args.no_iam,
+        password=os.environ.get(PASSWORD_ENV) or DEFAULT_PASSWORD,
+        throttle_rate=args.throttle_rate,
+        throttle_burst=args.throttle_burst,
     )
     if args.no_iam:
         print(NO_IAM_WARNING, file=sys.stderr, flush=True)
     try:
         stack.start()
-    except (OSError, FunctionError) as exc:
+    except (OSError, FunctionError, ValueError) as exc:
         print(f"onecopy-local: {exc}", file=sys.stderr)
         return 1
     if args.stop_on_eof:

@@ -8,6 +8,12 @@ joined with commas, cookies split out, non-text bodies base64-encoded, the 10 MB
 500 {"message": "Internal Server Error"} when the function fails, and the response's cookies and
 base64 body turned back into HTTP. The upload page is no exception: template.yaml routes its
 files to PageFunction, which serves them here as it does deployed.
+
+The HttpApi's own settings apply as on AWS, in AWS's order: throttling (DefaultRouteSettings, one
+token bucket for the whole API: 429 {"message": "Too Many Requests"}), CORS (CorsConfiguration:
+preflights answered here, never by a function; the configured CORS headers replace a function's),
+then the JWT authorizer (onecopy_local.authorizer) on every route but those whose event says
+`Auth: {Authorizer: NONE}`. The function sees only claims the gateway verified.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import base64
 import contextlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +38,7 @@ from onecopy_local._http import (
     LoopbackServer,
     RequestBodyError,
 )
+from onecopy_local.authorizer import UNAUTHORIZED, JwtAuthorizer, Unauthorized
 from onecopy_local.resources import ACCOUNT_ID
 
 log = logging.getLogger(LOGGER)
@@ -49,6 +57,7 @@ class Route:
     method: str  # upper case, or "ANY"
     path: str  # "/uploads/{id}", "/{proxy+}", or "$default"
     function: str  # the logical id of the function it invokes
+    authorizer: str | None = None  # the HttpApi authorizer that guards it; None: public
 
     @property
     def key(self) -> str:
@@ -63,7 +72,8 @@ class Match:
 
 def template_routes(template: Mapping[str, Any]) -> list[Route]:
     """Every HttpApi event of every function in the template; an event without a Path and
-    Method is the $default route, as SAM makes it."""
+    Method is the $default route, as SAM makes it. A route is guarded by its API's
+    DefaultAuthorizer unless the event names another authorizer, or NONE."""
     routes = []
     for logical_id, spec in template["Resources"].items():
         if spec.get("Type") != "AWS::Serverless::Function":
@@ -73,14 +83,35 @@ def template_routes(template: Mapping[str, Any]) -> list[Route]:
                 continue
             props = event.get("Properties") or {}
             path, method = props.get("Path"), props.get("Method")
+            authorizer = _route_authorizer(template, props)
             if path is None and method is None:
-                routes.append(Route("ANY", DEFAULT_ROUTE, logical_id))
+                routes.append(Route("ANY", DEFAULT_ROUTE, logical_id, authorizer))
             else:
-                routes.append(Route(str(method or "ANY").upper(), str(path), logical_id))
+                routes.append(
+                    Route(str(method or "ANY").upper(), str(path), logical_id, authorizer)
+                )
     keys = [r.key for r in routes]
     if len(set(keys)) != len(keys):
         raise ValueError(f"template.yaml declares a route twice: {sorted(keys)}")
     return routes
+
+
+def http_api(template: Mapping[str, Any], event_properties: Mapping[str, Any]) -> dict[str, Any]:
+    """The properties of the AWS::Serverless::HttpApi an HttpApi event belongs to (its ApiId),
+    or {} for SAM's implicit API."""
+    api_id = event_properties.get("ApiId")
+    if api_id is None:
+        return {}
+    logical_id = api_id["Ref"] if isinstance(api_id, dict) else api_id
+    props: dict[str, Any] = template["Resources"][logical_id].get("Properties") or {}
+    return props
+
+
+def _route_authorizer(template: Mapping[str, Any], props: Mapping[str, Any]) -> str | None:
+    declared = (props.get("Auth") or {}).get("Authorizer")
+    if declared is None:
+        declared = (http_api(template, props).get("Auth") or {}).get("DefaultAuthorizer")
+    return None if declared in (None, "NONE") else str(declared)
 
 
 def _segments(path: str) -> list[str]:
@@ -147,8 +178,10 @@ def http_api_event(
     source_ip: str,
     match: Match,
     now: datetime | None = None,
+    claims: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The event API Gateway (HTTP API, payload format 2.0) sends to Lambda for ``match``."""
+    """The event API Gateway (HTTP API, payload format 2.0) sends to Lambda for ``match``;
+    ``claims`` are those of the token the route's JWT authorizer verified."""
     now = now or datetime.now(UTC)
     split = urlsplit(target)
     path = split.path or "/"
@@ -194,6 +227,8 @@ def http_api_event(
         },
         "isBase64Encoded": False,
     }
+    if claims is not None:
+        event["requestContext"]["authorizer"] = {"jwt": {"claims": dict(claims), "scopes": None}}
     if cookies:
         event["cookies"] = cookies
     if match.path_parameters:
@@ -238,15 +273,117 @@ def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return int(result["statusCode"]), headers, payload
 
 
-class ApiServer(LoopbackServer):
-    """Serves ``routes``, invoking ``functions[route.function]`` for each request."""
+class TokenBucket:
+    """API Gateway's throttling: ``rate`` requests a second on average, bursts of up to ``burst``
+    (the bucket's size, full at start). Thread-safe; ``clock`` is injectable for tests."""
 
-    def __init__(self, port: int, routes: Sequence[Route], functions: Mapping[str, Invoke]) -> None:
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("throttling needs a positive rate and a burst of at least 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Whether a request may pass now (it then uses a token)."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """An HttpApi CorsConfiguration (resolved)."""
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+
+    @classmethod
+    def from_template(cls, config: Mapping[str, Any]) -> Cors:
+        def names(key: str) -> tuple[str, ...]:
+            value = config.get(key) or ()
+            return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+
+        max_age = config.get("MaxAge")
+        return cls(
+            allow_origins=names("AllowOrigins"),
+            allow_methods=names("AllowMethods"),
+            allow_headers=names("AllowHeaders"),
+            expose_headers=names("ExposeHeaders"),
+            max_age=None if max_age is None else int(max_age),
+        )
+
+    def allowed(self, origin: str) -> str | None:
+        """The access-control-allow-origin value for ``origin``, or None if it is not allowed.
+        Entries may be "*", an exact origin, or a scheme wildcard like "https://*"."""
+        for entry in self.allow_origins:
+            if entry == "*":
+                return "*"
+            if entry == origin or (entry.endswith("*") and origin.startswith(entry[:-1])):
+                return origin
+        return None
+
+    def preflight_headers(self, origin: str) -> list[tuple[str, str]]:
+        allow = self.allowed(origin)
+        if allow is None:
+            return []
+        headers = [("access-control-allow-origin", allow)]
+        if self.allow_methods:
+            headers.append(("access-control-allow-methods", ",".join(self.allow_methods)))
+        if self.allow_headers:
+            headers.append(("access-control-allow-headers", ",".join(self.allow_headers)))
+        if self.max_age is not None:
+            headers.append(("access-control-max-age", str(self.max_age)))
+        return headers
+
+    def response_headers(self, origin: str) -> list[tuple[str, str]]:
+        allow = self.allowed(origin)
+        if allow is None:
+            return []
+        headers = [("access-control-allow-origin", allow)]
+        if self.expose_headers:
+            headers.append(("access-control-expose-headers", ",".join(self.expose_headers)))
+        return headers
+
+
+class ApiServer(LoopbackServer):
+    """Serves ``routes``, invoking ``functions[route.function]`` for each request, behind the
+    API's throttle, CORS configuration and authorizers (each optional, as in a template)."""
+
+    def __init__(
+        self,
+        port: int,
+        routes: Sequence[Route],
+        functions: Mapping[str, Invoke],
+        *,
+        authorizers: Mapping[str, JwtAuthorizer] | None = None,
+        throttle: TokenBucket | None = None,
+        cors: Cors | None = None,
+    ) -> None:
         missing = {r.function for r in routes} - set(functions)
         if missing:
             raise ValueError(f"no function to invoke for the routes of {sorted(missing)}")
+        self.authorizers = dict(authorizers or {})
+        unknown = {r.authorizer for r in routes if r.authorizer} - set(self.authorizers)
+        if unknown:
+            raise ValueError(f"no authorizer named {sorted(unknown)} (routes need them)")
         self.routes = list(routes)
         self.functions = dict(functions)
+        self.throttle = throttle
+        self.cors = cors
         super().__init__(port, ApiHandler, "api")
 
 
@@ -264,6 +401,11 @@ class ApiHandler(LoopbackHandler):
 
     def _serve(self) -> None:
         started = time.monotonic()
+        if self.server.throttle is not None and not self.server.throttle.take():
+            self._discard_body()
+            self._json(429, {"message": "Too Many Requests"})
+            log.info("api: %s %s -> 429 (throttled)", self.command, self.path)
+            return
         try:
             if int(self.headers.get("Content-Length") or 0) > MAX_PAYLOAD_BYTES:
                 self.close_connection = True
@@ -280,12 +422,29 @@ class ApiHandler(LoopbackHandler):
             self.close_connection = True
             self._json(400, {"message": "Bad Request"})
             return
+        if self._is_preflight():
+            # HTTP API answers preflights itself when CORS is configured, before any route or
+            # authorizer: a browser never sends a token with a preflight.
+            origin = self.headers.get("Origin", "")
+            assert self.server.cors is not None
+            self.send_plain(204, self.server.cors.preflight_headers(origin), b"")
+            log.info("api: %s %s -> 204 (CORS preflight)", self.command, self.path)
+            return
         match = match_route(self.server.routes, self.command, urlsplit(self.path).path or "/")
         if match is None:
             # API Gateway answers itself, without invoking anything.
             self._json(404, {"message": "Not Found"})
             log.info("api: %s %s -> 404 (no route)", self.command, self.path)
             return
+        claims = None
+        if match.route.authorizer is not None:
+            authorizer = self.server.authorizers[match.route.authorizer]
+            try:
+                claims = authorizer.authorize(self.headers.get("Authorization"))
+            except Unauthorized as exc:
+                self._json(401, UNAUTHORIZED, [("www-authenticate", exc.challenge)])
+                log.info("api: %s %s -> 401 (%s)", self.command, self.path, exc)
+                return
         event = http_api_event(
             method=self.command,
             target=self.path,
@@ -293,6 +452,7 @@ class ApiHandler(LoopbackHandler):
             body=bytes(body),
             source_ip=self.client_address[0],
             match=match,
+            claims=claims,
         )
         function = match.route.function
         try:
@@ -302,12 +462,34 @@ class ApiHandler(LoopbackHandler):
             log.error("api: %s failed on %s %s: %s", function, self.command, self.path, exc)
             status, headers = 500, [("content-type", "application/json")]
             payload = json.dumps({"message": "Internal Server Error"}).encode()
+        if self.server.cors is not None:
+            # With CORS configured, API Gateway ignores the integration's CORS headers.
+            headers = [(n, v) for n, v in headers if not n.lower().startswith("access-control-")]
         headers.append(("apigw-requestid", event["requestContext"]["requestId"]))
-        self.send_plain(status, headers, payload, head=self.command == "HEAD")
+        self._send(status, headers, payload)
         elapsed = (time.monotonic() - started) * 1000
         log.info("api: %s %s -> %s (%.0f ms)", self.command, self.path, status, elapsed)
 
-    def _json(self, status: int, body: dict[str, Any]) -> None:
-        payload = json.dumps(body).encode()
-        headers = [("content-type", "application/json")]
+    def _is_preflight(self) -> bool:
+        return (
+            self.server.cors is not None
+            and self.command == "OPTIONS"
+            and "Origin" in self.headers
+            and "Access-Control-Request-Method" in self.headers
+        )
+
+    def _discard_body(self) -> None:
+        # A refused request's body is not read: the connection cannot carry another request.
+        if int(self.headers.get("Content-Length") or 0) or self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+
+    def _send(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
+        if self.server.cors is not None and (origin := self.headers.get("Origin")):
+            headers = [*headers, *self.server.cors.response_headers(origin)]
         self.send_plain(status, headers, payload, head=self.command == "HEAD")
+
+    def _json(
+        self, status: int, body: dict[str, Any], extra: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        payload = json.dumps(body).encode()
+        self._send(status, [("content-type", "application/json"), *extra], payload)

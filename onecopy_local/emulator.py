@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from email.message import Message
 from tempfile import SpooledTemporaryFile
 from typing import IO
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -184,6 +185,9 @@ class StrictProxyHandler(LoopbackHandler):
 
     def _proxy(self) -> None:
         split = urlsplit(self.path)
+        if self.command == "OPTIONS" and _is_json_preflight(split.path, self.headers):
+            self._answer_preflight()
+            return
         query = sigv4.query_pairs(split.query)
         headers = self.header_values()
         service = _service(headers, query)
@@ -510,6 +514,20 @@ class StrictProxyHandler(LoopbackHandler):
                 self.wfile.write(block)
         response.close()
 
+    def _answer_preflight(self) -> None:
+        # As Cognito's endpoint does: any origin may call its public operations from a page.
+        headers = [
+            ("Access-Control-Allow-Origin", self.headers.get("Origin") or "*"),
+            ("Access-Control-Allow-Methods", "POST"),
+            (
+                "Access-Control-Allow-Headers",
+                self.headers.get("Access-Control-Request-Headers", ""),
+            ),
+            ("Access-Control-Max-Age", "600"),
+            ("Vary", "Origin"),
+        ]
+        self.send_plain(200, headers, b"")
+
     def _refuse(self, status: int, code: str, message: str, **extra: str) -> None:
         log.info("emulator refused %s %s: %s %s", self.command, self.path, status, code)
         self._s3_error(status, code, message, **extra)
@@ -555,7 +573,8 @@ def _checksum_problem(headers: dict[str, list[str]], digest: bytes) -> tuple[int
     return None
 
 
-# Cognito's user-pool operations that AWS answers without a signature.
+# Cognito's user-pool operations that AWS answers without a signature (the token-bearing ones,
+# GetUser to RevokeToken, are authorized by the user's access or refresh token instead).
 _PUBLIC_TARGETS = frozenset(
     f"AWSCognitoIdentityProviderService.{op}"
     for op in (
@@ -566,9 +585,18 @@ _PUBLIC_TARGETS = frozenset(
         "ForgotPassword",
         "ConfirmForgotPassword",
         "GetUser",
+        "ChangePassword",
+        "GlobalSignOut",
         "RevokeToken",
     )
 )
+
+
+def _is_json_preflight(path: str, headers: Message) -> bool:
+    """A browser's CORS preflight of a JSON-protocol call (a sign-in page's InitiateAuth): moto
+    routes OPTIONS / to S3's ListBuckets and fails, where AWS's endpoint answers it."""
+    requested = (headers.get("Access-Control-Request-Headers") or "").lower()
+    return path in ("", "/") and "x-amz-target" in requested
 
 
 def _is_public(request: iam.Request) -> bool:

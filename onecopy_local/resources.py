@@ -223,6 +223,8 @@ def resolve(value: Any, resources: Resources, overrides: Mapping[str, str] | Non
             if name == "Fn::Split":
                 return str(walk(arg[1])).split(str(arg[0]))
             if name == "Fn::If":
+                if not (isinstance(arg, list) and len(arg) == 3):
+                    raise TemplateError(f"Fn::If takes a condition and two values: {node!r}")
                 condition, if_true, if_false = arg
                 return walk(if_true if holds(condition) else if_false)
             if name.startswith("Fn::"):

@@ -9,8 +9,13 @@ Every function of template.yaml runs as Lambda runs it: in a process of its own
 of its own principal, standing for its execution role. The emulator authorizes each call against
 that role's policy, built from the template (onecopy_local.iam), unless ``enforce_iam`` is off.
 The stack itself uses the operator's identity (admin) only to create the resources, as
-`sam deploy` would, and for the --duplicate-deliveries test device. It changes nothing in this
-process's environment.
+`sam deploy` would, to seed the local users (alice, bob, and admin in the admins group), and for
+the --duplicate-deliveries test device. It changes nothing in this process's environment.
+
+The API gateway applies the HttpApi's settings from the template: its JWT authorizer, checking
+tokens of the local user pool (moto's Cognito, which signs them as Cognito does), its CORS
+configuration and its throttling (DefaultRouteSettings; `throttle_rate`/`throttle_burst` override
+the parameters as `--parameter-overrides` would).
 """
 
 from __future__ import annotations
@@ -22,8 +27,15 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
-from onecopy_local.apigateway import ApiServer, Route, template_routes
+from onecopy_local.apigateway import ApiServer, Cors, Route, TokenBucket, template_routes
+from onecopy_local.authorizer import (
+    JwtAuthorizer,
+    JwtConfiguration,
+    audience_list,
+    cognito_jwks_url,
+)
 from onecopy_local.emulator import Emulator
 from onecopy_local.iam import Principal, admin_principal, function_principals
 from onecopy_local.lambda_api import InvokeContext, LambdaInvokeServer
@@ -34,6 +46,7 @@ from onecopy_local.resources import (
     create_resources,
     function_property,
     function_variables,
+    resolve,
     resource,
     template,
 )
@@ -48,6 +61,10 @@ WORKER_FUNCTION = "WorkerFunction"
 DEFAULT_WORKERS = 2
 DEFAULT_VISIBILITY_TIMEOUT = 5  # seconds; short so that a failed message is retried quickly
 REGION = "us-east-1"
+# Local only, and printed in the banner; it satisfies the template's password policy.
+DEFAULT_PASSWORD = "Onecopy-local-1"  # noqa: S105
+# The users `make run` creates, and the groups each belongs to.
+LOCAL_USERS: dict[str, tuple[str, ...]] = {"alice": (), "bob": (), "admin": ("admins",)}
 
 
 def function_config(logical_id: str, resources: Resources) -> FunctionConfig:
@@ -87,6 +104,9 @@ class LocalStack:
         lambda_port: int = DEFAULT_LAMBDA_PORT,
         duplicate_deliveries: bool = False,
         enforce_iam: bool = True,
+        password: str = DEFAULT_PASSWORD,
+        throttle_rate: float | None = None,
+        throttle_burst: int | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError("workers must not be negative")
@@ -100,6 +120,15 @@ class LocalStack:
         self.lambda_port = lambda_port
         self.duplicate_deliveries = duplicate_deliveries
         self.enforce_iam = enforce_iam
+        self.password = password
+        self.parameter_overrides = {
+            name: str(value)
+            for name, value in (
+                ("ThrottlingRateLimit", throttle_rate),
+                ("ThrottlingBurstLimit", throttle_burst),
+            )
+            if value is not None
+        }
         self.routes: list[Route] = template_routes(template())
         self._emulator: Emulator | None = None
         self._resources: Resources | None = None
@@ -126,6 +155,17 @@ class LocalStack:
     def endpoint_url(self) -> str:
         assert self._emulator is not None, "start() first"
         return self._emulator.endpoint_url
+
+    @property
+    def cognito_endpoint(self) -> str:
+        """Where clients sign in (Cognito's InitiateAuth): the emulator, as AUTH_COGNITO_ENDPOINT
+        tells the functions."""
+        return f"{self.endpoint_url}/"
+
+    @property
+    def throttle(self) -> TokenBucket:
+        assert self._api is not None and self._api.throttle is not None, "start() first"
+        return self._api.throttle
 
     @property
     def resources(self) -> Resources:
@@ -174,15 +214,12 @@ class LocalStack:
                 prefix=self.prefix,
                 visibility_timeout=self.visibility_timeout,
             )
+            self._seed_users()
             self._principals = function_principals(template(), self.resources)
             # Registered even without enforcement: presigned URLs are verified with the key.
             self._emulator.set_principals([admin_principal(), *self._principals.values()])
             self._start_functions()
-            self._api = ApiServer(
-                self.port,
-                self.routes,
-                {r.function: self._pools[r.function].invoke for r in self.routes},
-            )
+            self._api = self._api_server()
             self._api.start()
             self._lambda = LambdaInvokeServer(
                 {name: _handler(self._pools[name]) for name in INVOKABLE_FUNCTIONS},
@@ -222,6 +259,70 @@ class LocalStack:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # --- the HTTP API and its users ------------------------------------------------------------
+
+    def _api_server(self) -> ApiServer:
+        """The gateway with the template's HttpApi settings, resolved to the local resources."""
+        (api,) = [
+            spec.get("Properties") or {}
+            for spec in template()["Resources"].values()
+            if spec.get("Type") == "AWS::Serverless::HttpApi"
+        ]
+        settings = resolve(
+            {k: api[k] for k in ("Auth", "DefaultRouteSettings", "CorsConfiguration") if k in api},
+            self.resources,
+            self.parameter_overrides,
+        )
+        authorizers = {}
+        for name, spec in (settings.get("Auth") or {}).get("Authorizers", {}).items():
+            if spec.get("IdentitySource", "$request.header.Authorization") != (
+                "$request.header.Authorization"
+            ):
+                raise ValueError(f"authorizer {name}: only the Authorization header is supported")
+            jwt = spec["JwtConfiguration"]
+            authorizers[name] = JwtAuthorizer(
+                JwtConfiguration(
+                    issuer=jwt["issuer"],
+                    audience=audience_list(jwt["audience"]),
+                    jwks_url=cognito_jwks_url(jwt["issuer"], self.endpoint_url, REGION),
+                )
+            )
+        throttling = settings.get("DefaultRouteSettings") or {}
+        cors = settings.get("CorsConfiguration")
+        return ApiServer(
+            self.port,
+            self.routes,
+            {r.function: self._pools[r.function].invoke for r in self.routes},
+            authorizers=authorizers,
+            throttle=TokenBucket(
+                float(throttling["ThrottlingRateLimit"]), int(throttling["ThrottlingBurstLimit"])
+            )
+            if throttling
+            else None,
+            cors=Cors.from_template(cors) if cors else None,
+        )
+
+    def _seed_users(self) -> None:
+        """alice, bob and admin (in admins), signed-in-able with ``self.password`` at once."""
+        cognito = self.session().client("cognito-idp", endpoint_url=self.endpoint_url)
+        pool = self.resources.user_pool_id
+        for username, groups in LOCAL_USERS.items():
+            cognito.admin_create_user(UserPoolId=pool, Username=username, MessageAction="SUPPRESS")
+            try:
+                cognito.admin_set_user_password(
+                    UserPoolId=pool, Username=username, Password=self.password, Permanent=True
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] == "InvalidPasswordException":
+                    raise ValueError(
+                        "the local password (ONECOPY_LOCAL_PASSWORD) does not satisfy the user "
+                        f"pool's password policy in template.yaml: "
+                        f"{resource('UserPool')['Policies']['PasswordPolicy']}"
+                    ) from exc
+                raise
+            for group in groups:
+                cognito.admin_add_user_to_group(UserPoolId=pool, Username=username, GroupName=group)
+
     # --- the functions -------------------------------------------------------------------------
 
     def _start_functions(self) -> None:
@@ -234,11 +335,15 @@ class LocalStack:
         for logical_id, size in wanted.items():
             principal = self._principals[logical_id]
             config = function_config(logical_id, self.resources)
+            # On AWS this is Cognito's public endpoint; locally clients must sign in at the
+            # emulator, as the functions' AWS calls go to it (AWS_ENDPOINT_URL).
+            local = {"AUTH_COGNITO_ENDPOINT": self.cognito_endpoint}
             environ = lambda_environ(
                 config,
                 access_key=principal.access_key,
                 secret_key=principal.secret_key,
                 endpoint_url=self.endpoint_url,
+                overrides={k: v for k, v in local.items() if k in config.variables},
             )
             self._pools[logical_id] = FunctionPool(config, environ, size)
         with ThreadPoolExecutor(max_workers=len(self._pools)) as starting:

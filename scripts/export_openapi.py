@@ -19,11 +19,18 @@ PLACEHOLDER_ENV = {
     "UPLOADS_TABLE": "onecopy-uploads",
     "CONTENTS_TABLE": "onecopy-contents",
     "STATS_TABLE": "onecopy-stats",
+    "HOLDINGS_TABLE": "onecopy-holdings",
     "STATS_SHARDS": "16",
     "ALLOWED_ORIGINS": "*",
     # Only the ARN: generating the document never reads the secret.
     "PAGE_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:page-token",
+    "MAX_PENDING_UPLOADS": "100",
+    "AUTH_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_example",
+    "AUTH_USER_POOL_ID": "us-east-1_example",
+    "AUTH_CLIENT_ID": "exampleclientid",
+    "AUTH_COGNITO_ENDPOINT": "https://cognito-idp.us-east-1.amazonaws.com/",
     "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
 }
 
 

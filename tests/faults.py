@@ -417,7 +417,12 @@ def wipe(resources: Any) -> None:
         bucket.keys.pop(key)
     bucket.multiparts.clear()
     tables = dynamodb_backends[ACCOUNT][REGION].tables
-    for name in (resources.uploads_table, resources.contents_table, resources.stats_table):
+    for name in (
+        resources.uploads_table,
+        resources.contents_table,
+        resources.holdings_table,
+        resources.stats_table,
+    ):
         tables[name].items.clear()
     for queue in sqs_backends[ACCOUNT][REGION].queues.values():
         queue._messages.clear()

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
@@ -19,6 +20,8 @@ EVENTS = Path(__file__).resolve().parent.parent / "events"
 
 SAMPLE_CONTENT = b"hello from onecopy\n"
 SAMPLE_UPLOAD_ID = "4f9d2c8e1b7a4e6f9c3d5a7b8e0f1a2b"
+# The signed-in caller of the sample requests (the `sub` of their ID token's claims).
+SAMPLE_SUB = "8f3e2b1c-5a7d-4e9f-b0c1-2d3e4f5a6b7c"
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -26,12 +29,30 @@ def sample(name: str) -> dict[str, Any]:
     return loaded
 
 
-def http_event(method: str, path: str, body: Any = None) -> dict[str, Any]:
+def http_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    sub: str | None = SAMPLE_SUB,
+    groups: Sequence[str] = (),
+) -> dict[str, Any]:
     """An API Gateway HTTP API (payload 2.0) request for the ApiFunction's `ANY /{proxy+}` route.
 
-    A dict or list body is sent as JSON; a str body is sent as is (for malformed JSON).
+    A dict or list body is sent as JSON; a str body is sent as is (for malformed JSON). The
+    caller is `sub`, signed in with `groups`, as the JWT authorizer passes them on: the groups
+    flattened into one "[a b]" string, as on AWS. `sub=None`: no authorizer ran (a public route,
+    or a gateway that forgot one).
     """
     event = sample("api_get_upload.json")
+    claims: dict[str, str] = event["requestContext"]["authorizer"]["jwt"]["claims"]
+    if sub is None:
+        del event["requestContext"]["authorizer"]
+    else:
+        claims["sub"] = sub
+        claims["cognito:username"] = sub
+        if groups:
+            claims["cognito:groups"] = "[" + " ".join(groups) + "]"
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
     event["requestContext"]["http"]["method"] = method
     event["requestContext"]["requestId"] = uuid.uuid4().hex[:16]

@@ -2,12 +2,19 @@
 
 `local_stack` is one stack for the whole session: its state is shared, so tests use random
 content (new to the stack) and compare counters before and after rather than with zero.
+
+Every route but the public ones needs a token, as on AWS: `stack.token(user)` signs in as one of
+the seeded users (alice, bob, admin) with Cognito's own InitiateAuth at the emulator, and the
+helpers here that call the API send alice's token unless given other ``headers`` ({} for none).
+The stacks started here are throttled far above anything a test sends (TEST_THROTTLE), unless a
+test passes its own --throttle-rate/--throttle-burst.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import signal
@@ -15,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +39,11 @@ START_TIMEOUT = 120.0  # generous: a loaded CI machine can be slow to import bot
 STOP_TIMEOUT = 90.0  # above the stack's own worst case: pollers 30 s, then API and Lambda 10 s each
 TERMINAL = {"STORED", "DUPLICATE", "REJECTED"}
 STATS_FIELDS = ("files", "uploads", "duplicates", "bytes_saved", "bytes_stored")
+USERS = ("alice", "bob", "admin")
+DEFAULT_USER = "alice"
+# Far above what any test sends, so that only a test that asks for throttling meets a 429.
+TEST_THROTTLE = ("--throttle-rate", "100000", "--throttle-burst", "100000")
+_TOKEN_MARGIN_SECONDS = 300  # a cached token this close to its expiry is renewed
 _BANNER_ROW = re.compile(r"^  (?P<label>[A-Z][A-Za-z -]+?)\s{2,}(?P<value>\S+)(?P<rest>.*)$")
 
 
@@ -57,10 +69,67 @@ class RunningStack:
     uploads_table: str
     contents_table: str
     stats_table: str
+    holdings_table: str = ""
+    user_pool_id: str = ""
+    client_id: str = ""
+    password: str = ""
     worker_pids: list[int] = field(default_factory=list)
     banner: dict[str, str] = field(default_factory=dict)  # label -> the row's whole value
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _tokens: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def cognito_endpoint(self) -> str:
+        """Where clients sign in: the emulator (GET /auth/config says the same)."""
+        return f"{self.endpoint_url}/"
+
+    def sign_in(self, user: str = DEFAULT_USER, password: str | None = None) -> dict[str, Any]:
+        """Cognito's InitiateAuth (USER_PASSWORD_AUTH), unsigned, as the page and the CLI call
+        it; returns the AuthenticationResult (AccessToken, IdToken, RefreshToken, ExpiresIn)."""
+        return self.initiate_auth(
+            "USER_PASSWORD_AUTH",
+            {"USERNAME": user, "PASSWORD": self.password if password is None else password},
+        )
+
+    def initiate_auth(self, flow: str, parameters: Mapping[str, str]) -> dict[str, Any]:
+        response = requests.post(
+            self.cognito_endpoint,
+            data=json.dumps(
+                {"AuthFlow": flow, "ClientId": self.client_id, "AuthParameters": dict(parameters)}
+            ),
+            headers={
+                "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth",
+                "Content-Type": "application/x-amz-json-1.1",
+            },
+            timeout=30,
+        )
+        assert response.status_code == 200, f"InitiateAuth {flow}: {response.text}"
+        result: dict[str, Any] = response.json()["AuthenticationResult"]
+        return result
+
+    def token(self, user: str = DEFAULT_USER) -> str:
+        """An IdToken of ``user``, cached until shortly before it expires."""
+        with self._lock:
+            cached = self._tokens.get(user)
+        if cached is None or cached["exp"] - time.time() < _TOKEN_MARGIN_SECONDS:
+            id_token = self.sign_in(user)["IdToken"]
+            cached = {"token": id_token, **jwt_claims(id_token)}
+            with self._lock:
+                self._tokens[user] = cached
+        token: str = cached["token"]
+        return token
+
+    def auth(self, user: str = DEFAULT_USER) -> dict[str, str]:
+        """The Authorization header of ``user``."""
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+    def sub(self, user: str = DEFAULT_USER) -> str:
+        """``user``'s `sub`: the owner the API knows them as."""
+        self.token(user)
+        with self._lock:
+            sub: str = self._tokens[user]["sub"]
+        return sub
 
     def client(self, service: str) -> Any:
         """A boto3 client of the emulator, with the stack's credentials (one per service)."""
@@ -87,6 +156,28 @@ class RunningStack:
         return [int(p) for p in re.findall(r"\d+", match[1])]
 
 
+def jwt_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload, unverified (for reading a token this test process obtained itself)."""
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims
+
+
+# The stacks started by start_stack, by API URL: the helpers below find a token through it.
+_RUNNING: dict[str, RunningStack] = {}
+
+
+def _auth_headers(api_url: str, headers: Mapping[str, str] | None) -> dict[str, str]:
+    """``headers``, or else alice's Authorization for a stack started here (an API that is not
+    one, such as an in-process gateway in a test, gets none)."""
+    if headers is not None:
+        return dict(headers)
+    stack = _RUNNING.get(api_url.rstrip("/"))
+    return stack.auth(DEFAULT_USER) if stack is not None else {}
+
+
 def _parse_banner(text: str) -> dict[str, str]:
     """Each banner row's first word (a URL, a name, a key), by label."""
     return {label: value.split()[0] for label, value in _banner_rows(text).items()}
@@ -105,7 +196,7 @@ def _banner_rows(text: str) -> dict[str, str]:
 @contextmanager
 def start_stack(log_dir: Path, *options: str) -> Iterator[RunningStack]:
     """Run `onecopy-local --port 0 --emulator-port 0 --lambda-port 0 [options]` until the block
-    ends.
+    ends (with TEST_THROTTLE unless ``options`` set a throttle).
 
     The process gets a pipe as stdin and --stop-on-eof, so it stops even if this test process is
     killed outright; normally the block's end sends SIGTERM and expects a clean exit (0).
@@ -113,6 +204,8 @@ def start_stack(log_dir: Path, *options: str) -> Iterator[RunningStack]:
     log_path = log_dir / f"onecopy-local-{time.monotonic_ns()}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     env["PYTHONUNBUFFERED"] = "1"
+    if not any(option.startswith("--throttle") for option in options):
+        options = (*TEST_THROTTLE, *options)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -141,10 +234,18 @@ def start_stack(log_dir: Path, *options: str) -> Iterator[RunningStack]:
             uploads_table=rows["Uploads table"],
             contents_table=rows["Contents table"],
             stats_table=rows["Stats table"],
+            holdings_table=rows["Holdings table"],
+            user_pool_id=rows["User pool"],
+            client_id=rows["App client"],
+            password=rows["Password"],
             worker_pids=[int(p) for p in re.findall(r"\d+", _pids(log_path))],
             banner=_banner_rows(log_path.read_text(errors="replace")),
         )
-        yield stack
+        _RUNNING[stack.api_url] = stack
+        try:
+            yield stack
+        finally:
+            _RUNNING.pop(stack.api_url, None)
     finally:
         code = stop_process(process, signal.SIGTERM)
     assert code == 0, f"onecopy-local exited with {code}:\n{log_path.read_text()[-4000:]}"
@@ -209,14 +310,18 @@ def create_upload(
     filename: str = "file.bin",
     declare_sha256: bool = True,
     content_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> requests.Response:
-    """POST /uploads declaring the size (and, unless told not to, the SHA-256) of ``data``."""
+    """POST /uploads declaring the size (and, unless told not to, the SHA-256) of ``data``, as
+    alice unless ``headers`` say otherwise."""
     body: dict[str, Any] = {"filename": filename, "size": len(data)}
     if declare_sha256:
         body["sha256"] = sha256_hex(data)
     if content_type is not None:
         body["content_type"] = content_type
-    return requests.post(f"{api_url}/uploads", json=body, timeout=30)
+    return requests.post(
+        f"{api_url}/uploads", json=body, headers=_auth_headers(api_url, headers), timeout=30
+    )
 
 
 def put_bytes(instructions: dict[str, Any], data: bytes) -> requests.Response:
@@ -225,18 +330,29 @@ def put_bytes(instructions: dict[str, Any], data: bytes) -> requests.Response:
     return requests.put(instructions["url"], data=data, headers=instructions["headers"], timeout=60)
 
 
-def get_upload(api_url: str, upload_id: str) -> dict[str, Any]:
-    response = requests.get(f"{api_url}/uploads/{upload_id}", timeout=30)
+def get_upload(
+    api_url: str, upload_id: str, *, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    response = requests.get(
+        f"{api_url}/uploads/{upload_id}", headers=_auth_headers(api_url, headers), timeout=30
+    )
     assert response.status_code == 200, response.text
     view: dict[str, Any] = response.json()
     return view
 
 
-def wait_for_terminal(api_url: str, upload_id: str, timeout: float = 30.0) -> dict[str, Any]:
+def wait_for_terminal(
+    api_url: str,
+    upload_id: str,
+    timeout: float = 30.0,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Poll GET /uploads/{id} until the upload leaves PENDING."""
     deadline = time.monotonic() + timeout
+    headers = _auth_headers(api_url, headers)
     while True:
-        view = get_upload(api_url, upload_id)
+        view = get_upload(api_url, upload_id, headers=headers)
         if view["status"] in TERMINAL:
             return view
         assert time.monotonic() < deadline, f"upload {upload_id} still {view['status']}"
@@ -250,16 +366,24 @@ def upload(
     filename: str = "file.bin",
     declare_sha256: bool = True,
     content_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The whole client flow: create, PUT, poll. Returns the terminal upload view."""
+    """The whole client flow: create, PUT, poll (as alice unless ``headers`` say otherwise).
+    Returns the terminal upload view."""
+    headers = _auth_headers(api_url, headers)
     created = create_upload(
-        api_url, data, filename=filename, declare_sha256=declare_sha256, content_type=content_type
+        api_url,
+        data,
+        filename=filename,
+        declare_sha256=declare_sha256,
+        content_type=content_type,
+        headers=headers,
     )
     assert created.status_code == 201, created.text
     body = created.json()
     put = put_bytes(body["upload"], data)
     assert put.status_code == 200, put.text
-    return wait_for_terminal(api_url, body["upload_id"])
+    return wait_for_terminal(api_url, body["upload_id"], headers=headers)
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:

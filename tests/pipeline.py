@@ -31,22 +31,30 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+ADMINS = ("admins",)
+
+
 @dataclass
 class Pipeline:
+    """One signed-in caller (`owner`, in `groups`) driving the API, S3 and the worker."""
+
     resources: Resources
-    owner: str | None = None
+    owner: str | None = "alice"  # None: a request no authorizer vouched for
+    groups: tuple[str, ...] = ()
+
+    def as_admin(self) -> Pipeline:
+        """The same stack, called by a member of the admins group (for /admin/*)."""
+        return Pipeline(self.resources, owner="admin", groups=ADMINS)
 
     def call(
         self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
     ) -> Reply:
         from handlers import api
 
-        event = http_event(method, path, body)
+        event = http_event(method, path, body, sub=self.owner, groups=self.groups)
         if query:
             event["rawQueryString"] = urlencode(query)
             event["queryStringParameters"] = query
-        if self.owner is not None:
-            event["requestContext"]["authorizer"] = {"jwt": {"claims": {"sub": self.owner}}}
         response = api.lambda_handler(event, FakeContext())
         text = response.get("body") or ""
         try:

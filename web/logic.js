@@ -334,3 +334,95 @@ export function describe(row) {
       return `Failed: ${row.note}`;
   }
 }
+
+// --- signing in ----------------------------------------------------------------------------------
+
+/** A JWT's claims, read without checking the signature: the page only uses them to decide what to
+ * show (name, admin panel). The API's authorizer verifies every token it is sent. */
+export function jwtClaims(token) {
+  const part = String(token).split(".")[1];
+  if (!part) throw new Error("not a JWT");
+  const base64 = part.replace(/-/g, "+").replace(/_/g, "/");
+  const bytes = Uint8Array.from(atob(base64.padEnd(Math.ceil(base64.length / 4) * 4, "=")), (c) =>
+    c.charCodeAt(0),
+  );
+  return JSON.parse(new TextDecoder().decode(bytes));
+}
+
+/** cognito:groups as a list: a JSON array in a token, or the "[admins other]" string API Gateway
+ * makes of it. */
+export function groupsOf(claims) {
+  const groups = claims?.["cognito:groups"];
+  if (Array.isArray(groups)) return groups.map(String);
+  if (typeof groups !== "string") return [];
+  return groups
+    .replace(/^\[|\]$/g, "")
+    .split(/[\s,]+/)
+    .filter(Boolean);
+}
+
+/** The signed-in session from Cognito's AuthenticationResult. A refresh answers without a
+ * RefreshToken: the one it was made with is kept. */
+export function sessionFrom(result, now, refreshToken = null) {
+  const claims = jwtClaims(result.IdToken);
+  return {
+    idToken: result.IdToken,
+    accessToken: result.AccessToken,
+    refreshToken: result.RefreshToken ?? refreshToken,
+    issuedAt: now,
+    // From ExpiresIn, not the token's exp: that is Cognito's clock, and this one may be off.
+    expiresAt: now + Number(result.ExpiresIn) * 1000,
+    username: claims["cognito:username"] ?? claims.username ?? claims.email ?? claims.sub,
+    groups: groupsOf(claims),
+  };
+}
+
+/** A session's tokens are refreshed a minute before they expire, or after four fifths of their
+ * life when that is shorter, so an API call never carries a token about to expire. */
+export function refreshAt({ issuedAt, expiresAt }) {
+  return expiresAt - Math.min(60_000, (expiresAt - issuedAt) / 5);
+}
+
+/** Milliseconds from `now` until the session should be refreshed (0: now). */
+export function refreshDelay(session, now) {
+  return Math.max(0, refreshAt(session) - now);
+}
+
+/** A stored session that can still be used: unexpired tokens, or a refresh token for new ones. */
+export function usableSession(session, now) {
+  if (!session || typeof session !== "object" || typeof session.idToken !== "string") return false;
+  return session.expiresAt > now || typeof session.refreshToken === "string";
+}
+
+export function isAdmin(session) {
+  return Boolean(session?.groups?.includes("admins"));
+}
+
+/** Cognito's error answer (`{"__type": "...", "message": "..."}`) as a sentence to act on. */
+export function explainSignInFailure(status, body) {
+  const type = String(body?.__type ?? "").split("#").pop();
+  switch (type) {
+    case "NotAuthorizedException":
+    case "UserNotFoundException":
+      return /refresh token/i.test(body?.message ?? "")
+        ? "Sign in again."
+        : "Wrong username or password.";
+    case "PasswordResetRequiredException":
+      return "This account's password must be reset first: ask an administrator.";
+    case "UserNotConfirmedException":
+      return "This account is not confirmed yet: ask an administrator.";
+    case "TooManyRequestsException":
+    case "LimitExceededException":
+      return "Too many sign-in attempts. Wait a minute, then try again.";
+    default: {
+      if (status === 0) {
+        return (
+          "Could not reach the sign-in service (network failure, or it refused this site by " +
+          "CORS). Check your connection and try again."
+        );
+      }
+      const detail = body?.message ? `: ${body.message}` : "";
+      return `Sign-in failed (${type || `HTTP ${status}`}${detail}).`;
+    }
+  }
+}

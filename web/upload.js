@@ -1,4 +1,5 @@
-// The onecopy API client and the upload of one file: hash, create, send the bytes, poll.
+// The onecopy API client, the Cognito sign-in client, and the upload of one file: hash, create,
+// send the bytes, poll.
 import {
   MULTIPART_THRESHOLD,
   PART_ATTEMPTS,
@@ -7,6 +8,7 @@ import {
   afterPartFailure,
   batches,
   explainPutFailure,
+  explainSignInFailure,
   isFinal,
   partRetryDelay,
   planParts,
@@ -22,18 +24,38 @@ const PROCESSING_DEADLINE_MS = 5 * 60 * 1000;
 /** Parts of one file in flight at once. */
 const PART_CONCURRENCY = 4;
 
+/** What a signed-out caller gets; the page sends the person back to the sign-in form. */
+export class SignedOut extends UploadError {
+  constructor(message = "Your session has ended. Sign in again.") {
+    super(message);
+    this.name = "SignedOut";
+  }
+}
+
 export class Api {
-  constructor(baseUrl) {
+  #token;
+  #onSignedOut;
+
+  /** `token()` resolves to the IdToken to send (fresh: it may refresh first), or null when
+   * signed out; `onSignedOut(message)` is told when the API answers 401. */
+  constructor(baseUrl, { token = async () => null, onSignedOut = () => {} } = {}) {
     this.baseUrl = baseUrl;
+    this.#token = token;
+    this.#onSignedOut = onSignedOut;
   }
 
-  /** JSON in, JSON out. Throws UploadError with a message a person can act on. */
-  async call(method, path, body, { accept = [] } = {}) {
+  async #fetch(method, path, body, { signed = true } = {}) {
+    const headers = body ? { "Content-Type": "application/json" } : {};
+    if (signed) {
+      const token = await this.#token();
+      if (!token) throw new SignedOut();
+      headers.Authorization = `Bearer ${token}`;
+    }
     let response;
     try {
       response = await fetch(this.baseUrl + path, {
         method,
-        headers: body ? { "Content-Type": "application/json" } : {},
+        headers,
         body: body ? JSON.stringify(body) : undefined,
       });
     } catch {
@@ -44,6 +66,17 @@ export class Api {
               "Check your connection, or the API URL in Settings.",
       );
     }
+    if (response.status === 401 && signed) {
+      const error = new SignedOut();
+      this.#onSignedOut(error.message);
+      throw error;
+    }
+    return response;
+  }
+
+  /** JSON in, JSON out. Throws UploadError with a message a person can act on. */
+  async call(method, path, body, { accept = [], signed = true } = {}) {
+    const response = await this.#fetch(method, path, body, { signed });
     const data = await response.json().catch(() => null);
     if (data === null) {
       throw new UploadError(
@@ -58,6 +91,12 @@ export class Api {
       );
     }
     return { status: response.status, data };
+  }
+
+  /** Where and how to sign in (public): {issuer, user_pool_id, client_id, region,
+   * cognito_endpoint}. */
+  async authConfig() {
+    return (await this.call("GET", "/auth/config", null, { signed: false })).data;
   }
 
   /** The upload instructions, or {held: true, upload_id} when this content is already stored. */
@@ -87,7 +126,7 @@ export class Api {
 
   /** Abandon a pending upload (S3 discards its parts). 204 has no body, so no call(). */
   async abort(uploadId) {
-    const response = await fetch(`${this.baseUrl}/uploads/${uploadId}`, { method: "DELETE" });
+    const response = await this.#fetch("DELETE", `/uploads/${uploadId}`);
     if (!response.ok) throw new UploadError(`Could not cancel upload ${uploadId}.`);
   }
 
@@ -99,9 +138,71 @@ export class Api {
     return (await this.call("GET", "/admin/stats")).data;
   }
 
-  /** A link that redirects to a short-lived download URL when followed. */
-  downloadLink(uploadId) {
-    return `${this.baseUrl}/download/${uploadId}?redirect=true`;
+  /** One page of stored contents (admins): {items, last_evaluated_key}. */
+  async hashes(after = null, limit = 50) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (after) query.set("last_evaluated_key", after);
+    return (await this.call("GET", `/admin/hashes?${query}`)).data;
+  }
+
+  /** A short-lived presigned URL of an upload's bytes, saved under its filename. A plain link to
+   * the API cannot be used: a browser following it sends no Authorization header. */
+  async downloadUrl(uploadId) {
+    return (await this.call("GET", `/download/${uploadId}`)).data.url;
+  }
+}
+
+/** Cognito's user-pool API, as a browser calls it: unsigned JSON POSTs naming the operation in
+ * X-Amz-Target. Only InitiateAuth is needed: a password sign-in, and refreshes. */
+export class Cognito {
+  constructor(endpoint, clientId) {
+    this.endpoint = endpoint;
+    this.clientId = clientId;
+  }
+
+  signIn(username, password) {
+    return this.#initiateAuth("USER_PASSWORD_AUTH", { USERNAME: username, PASSWORD: password });
+  }
+
+  refresh(refreshToken) {
+    return this.#initiateAuth("REFRESH_TOKEN_AUTH", { REFRESH_TOKEN: refreshToken });
+  }
+
+  /** Cognito's AuthenticationResult; throws UploadError (`status` 0: no answer) otherwise. */
+  async #initiateAuth(flow, parameters) {
+    let response;
+    try {
+      response = await fetch(this.endpoint, {
+        method: "POST",
+        headers: {
+          "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth",
+          "Content-Type": "application/x-amz-json-1.1",
+        },
+        body: JSON.stringify({
+          AuthFlow: flow,
+          ClientId: this.clientId,
+          AuthParameters: parameters,
+        }),
+      });
+    } catch {
+      throw Object.assign(new UploadError(explainSignInFailure(0, null)), { status: 0 });
+    }
+    const data = await response.json().catch(() => null);
+    if (!response.ok) {
+      const message = explainSignInFailure(response.status, data);
+      throw Object.assign(new UploadError(message), { status: response.status });
+    }
+    if (!data?.AuthenticationResult) {
+      // A challenge (a new password, MFA): this page signs in with a password only.
+      throw Object.assign(
+        new UploadError(
+          `This account needs a step this page cannot do (${data?.ChallengeName ?? "unknown"}). ` +
+            "Ask an administrator.",
+        ),
+        { status: response.status },
+      );
+    }
+    return data.AuthenticationResult;
   }
 }
 
@@ -414,7 +515,8 @@ export class Uploader {
       let body;
       try {
         body = await this.#api.getUpload(uploadId);
-      } catch {
+      } catch (error) {
+        if (error instanceof SignedOut) throw error;
         continue; // a failed poll is retried until the deadline: the upload itself succeeded
       }
       if (isFinal(report({ type: "status", body }).phase)) return;

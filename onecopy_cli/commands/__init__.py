@@ -5,8 +5,11 @@ from onecopy_cli.commands import admin as admin
 from onecopy_cli.commands import download as download
 from onecopy_cli.commands import hashes as hashes
 from onecopy_cli.commands import info as info
+from onecopy_cli.commands import login as login
+from onecopy_cli.commands import logout as logout
 from onecopy_cli.commands import stats as stats
 from onecopy_cli.commands import status as status
 from onecopy_cli.commands import upload as upload
+from onecopy_cli.commands import whoami as whoami
 
-COMMANDS = (upload, status, info, download, stats, hashes, admin)
+COMMANDS = (login, whoami, logout, upload, status, info, download, stats, hashes, admin)

@@ -19,6 +19,8 @@ The list is printed as the pages arrive, so it starts at once however long it is
 --json prints JSON Lines: one object per content and line, as the API gives it
 ({"sha256", "size", "content_type", "upload_count", "created_at"}), like `upload --json`.
 `onecopy hashes --json | jq -s .` makes one array of it.
+
+exit status: 0 ok; 1 on failure ("admins only" for other users); 3 when not signed in.
 """
 
 
@@ -26,9 +28,10 @@ def register(subcommands: Any, common: argparse.ArgumentParser) -> None:
     parser = subcommands.add_parser(
         "hashes",
         parents=[common],
-        help="list every stored content (all pages)",
-        description="List every distinct content stored: SHA-256, size, how many uploads\n"
-        "refer to it, when it was first stored, its type.",
+        help="list every stored content (all pages; admins only)",
+        description="List every distinct content stored, whoever holds it: SHA-256, size, how\n"
+        "many uploads refer to it, when it was first stored, its type. For members of the\n"
+        "admins group.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -48,13 +51,16 @@ def register(subcommands: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
     console = ctx.console
-    if not args.json:
-        console.result(HASHES_HEADER)
+    # The header waits for the first page: a refusal (403, 401) leaves stdout empty.
+    header_due = not args.json
     count = total = 0
     token: str | None = None
     seen: set[str] = set()
     while True:
         page = client.list_hashes(limit=args.limit, token=token)
+        if header_due:
+            console.result(HASHES_HEADER)
+            header_due = False
         for item in page.get("items") or []:
             console.result(json.dumps(item, ensure_ascii=False) if args.json else hash_row(item))
             count += 1

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onecopy_cli import argtypes
-from onecopy_cli.api import CliError
+from onecopy_cli.api import CliError, NotSignedIn
 from onecopy_cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Context
 from onecopy_cli.output import human_size, result_json, result_line
 from onecopy_cli.upload import DEFAULT_PART_PARALLEL, FileResult, Outcome, Uploader
@@ -38,16 +38,17 @@ examples:
   onecopy upload --multipart big.iso    in parts, whatever the size
   onecopy upload --resume ID big.iso    finish an interrupted upload in parts
 
-Each file prints one line: stored (new content), duplicate (the content was already stored;
-nothing new kept) or rejected (the bytes did not match what was declared), then its SHA-256,
-size, name and upload id.
+Each file prints one line: stored (you now hold this content), duplicate (you already held
+it; nothing new kept) or rejected (the bytes did not match what was declared), then its
+SHA-256, size, name and upload id. Statuses are yours alone: a content only another user
+holds is uploaded and ends "stored", like a new one.
 
 Files above 100 MiB go in parts, several at once (--part-parallel); a failed part is retried.
 When an upload in parts is interrupted (Ctrl-C, or a part that keeps failing), the parts sent
 so far stay in the bucket for a day, and the command to send only the rest is printed.
 
 exit status: 0 if every file was stored or a duplicate, 1 otherwise, 2 for usage errors,
-130 when interrupted.
+3 when not signed in (`onecopy login`), 130 when interrupted.
 """
 
 
@@ -140,6 +141,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 reported.add(future)
                 results.append(result)
                 report(result, ctx, as_json=args.json, resume_command=resume_command)
+        except NotSignedIn:
+            # No file can go without a sign-in: stop the others where they are and say so once.
+            cancel.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            console.stop_progress()
+            raise
         except KeyboardInterrupt:
             cancel.set()
             pool.shutdown(wait=False, cancel_futures=True)

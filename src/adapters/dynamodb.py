@@ -1,10 +1,13 @@
-"""The three tables: uploads (one item per upload), contents (one per SHA-256) and sharded stats.
+"""The four tables: uploads (one item per upload), contents (one per SHA-256), holdings (one per
+owner and SHA-256: what each owner holds) and sharded stats.
 
-Every transition out of PENDING is one TransactWriteItems that changes the upload, the content
-and one stats shard together, guarded by ``status = PENDING``. That single guarded write is what
-makes redelivery, reordering and racing workers harmless: only one of them can ever apply it, and
-counters move only with it. A failed guard is a meaningful answer, translated here into an
-``Applied`` result; anything else propagates.
+Every transition out of PENDING is one TransactWriteItems that changes the upload, the content,
+the owner's holding and one stats shard together, guarded by ``status = PENDING``. That single
+guarded write is what makes redelivery, reordering and racing workers harmless: only one of them
+can ever apply it, and counters move only with it. The holding's own condition (created only if
+absent, counted only if present) is what decides, atomically, whether the owner already held the
+content. A failed condition is a meaningful answer, translated here into an ``Applied`` result;
+anything else propagates.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +24,14 @@ from botocore.exceptions import ClientError
 
 from domain.model import (
     Content,
+    Holding,
     RejectReason,
     StatsDelta,
     Upload,
     UploadStatus,
+    Verdict,
+    new_holding,
+    pending_expiry,
     stats_delta,
     stats_shard,
 )
@@ -33,7 +40,7 @@ from domain.multipart import MultipartState, PartPlan
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-OWNER_CONTENT_INDEX = "owner-content"
+OWNER_PENDING_INDEX = "owner-pending"
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -43,6 +50,8 @@ class Applied(StrEnum):
     APPLIED = "applied"
     ALREADY_COMPLETE = "already_complete"  # the upload had left PENDING before this write
     CONTENT_EXISTS = "content_exists"  # another upload recorded this content first
+    ALREADY_HELD = "already_held"  # the owner held this content before this upload completed
+    NOT_HELD = "not_held"  # the holding this write relied on does not exist
 
 
 def _item(values: dict[str, Any]) -> dict[str, Any]:
@@ -57,8 +66,14 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _utc(at: datetime) -> str:
+    """An ISO timestamp in UTC, so that string order is time order (the pending filter)."""
+    return at.astimezone(UTC).isoformat()
+
+
 def upload_to_item(upload: Upload) -> dict[str, Any]:
-    held = upload.status in (UploadStatus.STORED, UploadStatus.DUPLICATE)
+    pending = upload.status is UploadStatus.PENDING
+    expires = upload.url_expires_at if pending else None
     return _item(
         {
             "upload_id": upload.upload_id,
@@ -72,10 +87,18 @@ def upload_to_item(upload: Upload) -> dict[str, Any]:
             "sha256": upload.sha256,
             "completed_at": upload.completed_at.isoformat() if upload.completed_at else None,
             "reason": upload.reason.value if upload.reason else None,
-            # Sparse index key: only uploads whose content is held appear in the owner index.
-            "owner_sha256": f"{upload.owner}#{upload.sha256}" if held else None,
+            # Sparse index key: only PENDING uploads appear in the owner-pending index; the Put
+            # that completes an upload drops it, with the URL expiry and the TTL.
+            "pending_owner": upload.owner if pending else None,
+            "url_expires_at": _utc(expires) if expires else None,
+            "expires_at": _pending_ttl(upload, expires) if expires else None,
         }
     )
+
+
+def _pending_ttl(upload: Upload, url_expires_at: datetime) -> int:
+    ttl_seconds = max(0, int((url_expires_at - upload.created_at).total_seconds()))
+    return pending_expiry(upload.created_at, ttl_seconds)
 
 
 def upload_from_item(item: dict[str, Any]) -> Upload:
@@ -92,6 +115,7 @@ def upload_from_item(item: dict[str, Any]) -> Upload:
         sha256=v.get("sha256"),
         completed_at=_dt(v.get("completed_at")),
         reason=RejectReason(v["reason"]) if v.get("reason") else None,
+        url_expires_at=_dt(v.get("url_expires_at")),
     )
 
 
@@ -122,6 +146,35 @@ def content_from_item(item: dict[str, Any]) -> Content:
     )
 
 
+def holding_to_item(holding: Holding) -> dict[str, Any]:
+    return _item(
+        {
+            "owner": holding.owner,
+            "sha256": holding.sha256,
+            "upload_id": holding.upload_id,
+            "size": holding.size,
+            "filename": holding.filename,
+            "content_type": holding.content_type,
+            "created_at": holding.created_at.isoformat(),
+            "upload_count": holding.upload_count,
+        }
+    )
+
+
+def holding_from_item(item: dict[str, Any]) -> Holding:
+    v = _plain(item)
+    return Holding(
+        owner=v["owner"],
+        sha256=v["sha256"],
+        upload_id=v["upload_id"],
+        size=int(v["size"]),
+        filename=v["filename"],
+        content_type=v["content_type"],
+        created_at=datetime.fromisoformat(v["created_at"]),
+        upload_count=int(v["upload_count"]),
+    )
+
+
 _TRANSACT_ATTEMPTS = 5
 _TRANSIENT_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 _STATS_FIELDS = ("files", "uploads", "duplicates", "bytes_saved", "bytes_stored")
@@ -134,12 +187,14 @@ class Ledger:
         *,
         uploads_table: str,
         contents_table: str,
+        holdings_table: str,
         stats_table: str,
         stats_shards: int,
     ) -> None:
         self._ddb = client
         self.uploads_table = uploads_table
         self.contents_table = contents_table
+        self.holdings_table = holdings_table
         self.stats_table = stats_table
         self.stats_shards = stats_shards
 
@@ -191,17 +246,33 @@ class Ledger:
         )
         return content_from_item(resp["Item"]) if "Item" in resp else None
 
-    def find_held(self, owner: str, sha256: str) -> Upload | None:
-        """An upload through which this owner holds this content, if any."""
-        resp = self._ddb.query(
-            TableName=self.uploads_table,
-            IndexName=OWNER_CONTENT_INDEX,
-            KeyConditionExpression="owner_sha256 = :k",
-            ExpressionAttributeValues=_item({":k": f"{owner}#{sha256}"}),
-            Limit=1,
+    def get_holding(self, owner: str, sha256: str) -> Holding | None:
+        """What this owner holds of this content, if anything (never another owner's facts)."""
+        resp = self._ddb.get_item(
+            TableName=self.holdings_table,
+            Key=_item({"owner": owner, "sha256": sha256}),
+            ConsistentRead=True,
         )
-        items = resp.get("Items", [])
-        return upload_from_item(items[0]) if items else None
+        return holding_from_item(resp["Item"]) if "Item" in resp else None
+
+    def count_pending(self, owner: str, now: datetime) -> int:
+        """This owner's PENDING uploads that can still receive bytes (their URL has not expired).
+
+        The index is eventually consistent: a burst of creations can overshoot a cap by the few
+        uploads created within the index's lag, which a cap against abuse can afford.
+        """
+        total = 0
+        paginator = self._ddb.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.uploads_table,
+            IndexName=OWNER_PENDING_INDEX,
+            KeyConditionExpression="pending_owner = :owner",
+            FilterExpression="url_expires_at > :now",
+            ExpressionAttributeValues=_item({":owner": owner, ":now": _utc(now)}),
+            Select="COUNT",
+        ):
+            total += int(page.get("Count", 0))
+        return total
 
     def list_contents(self, limit: int, after: str | None) -> tuple[list[Content], str | None]:
         """One page of the contents table, in DynamoDB's (stable) scan order.
@@ -222,6 +293,9 @@ class Ledger:
 
     def scan_contents(self) -> Iterator[Content]:
         yield from (content_from_item(i) for i in self._scan(self.contents_table))
+
+    def scan_holdings(self) -> Iterator[Holding]:
+        yield from (holding_from_item(i) for i in self._scan(self.holdings_table))
 
     def _scan(self, table: str) -> Iterator[dict[str, Any]]:
         paginator = self._ddb.get_paginator("scan")
@@ -257,7 +331,20 @@ class Ledger:
             ExpressionAttributeValues=_item({":n": count}),
         )
 
+    def set_holding_count(self, owner: str, sha256: str, count: int) -> None:
+        self._ddb.update_item(
+            TableName=self.holdings_table,
+            Key=_item({"owner": owner, "sha256": sha256}),
+            UpdateExpression="SET upload_count = :n",
+            ConditionExpression="attribute_exists(sha256)",
+            ExpressionAttributeValues=_item({":n": count}),
+        )
+
     def create_upload(self, upload: Upload, multipart: MultipartState | None = None) -> None:
+        """A new PENDING upload; with url_expires_at, it counts against the owner's cap until
+        then and DynamoDB's TTL removes it days later if its bytes never arrive."""
+        if upload.status is not UploadStatus.PENDING:
+            raise ValueError("a new upload is PENDING (record_held_duplicate records the others)")
         item = upload_to_item(upload)
         if multipart is not None:
             item |= _item(
@@ -274,7 +361,10 @@ class Ledger:
         )
 
     def record_stored(self, upload: Upload, content: Content) -> Applied:
-        """First copy of a content: the content record, the upload's STORED state, the counters."""
+        """Verdict STORE, the first copy of a content: content record, holding, STORED, counters.
+
+        CONTENT_EXISTS when another upload recorded the content first (the worker then matches).
+        """
         return self._transact(
             [
                 self._complete_upload(upload),
@@ -285,16 +375,45 @@ class Ledger:
                         "ConditionExpression": "attribute_not_exists(sha256)",
                     }
                 },
-                self._bump_stats(upload),
-            ]
+                self._put_holding(upload),
+                self._bump_stats(upload, Verdict.STORE),
+            ],
+            {1: Applied.CONTENT_EXISTS},
+        )
+
+    def record_match(self, upload: Upload) -> Applied:
+        """Verdict MATCH: a known content, new to this owner: holding, STORED, counters.
+
+        ALREADY_HELD when the owner held the content already (the worker then records DUPLICATE).
+        """
+        return self._transact(
+            [
+                self._complete_upload(upload),
+                self._put_holding(upload),
+                *self._count_dedup(upload, Verdict.MATCH),
+            ],
+            {1: Applied.ALREADY_HELD},
         )
 
     def record_duplicate(self, upload: Upload) -> Applied:
-        """A further copy of a known content, found by the worker."""
-        return self._transact([self._complete_upload(upload), *self._count_duplicate(upload)])
+        """Verdict DUPLICATE, found by the worker: the owner already held this content."""
+        return self._transact(
+            [
+                self._complete_upload(upload),
+                self._count_holding(upload),
+                *self._count_dedup(upload, Verdict.DUPLICATE),
+            ],
+            {1: Applied.NOT_HELD},
+        )
 
     def record_held_duplicate(self, upload: Upload) -> Applied:
-        """The 409 pre-check: a new upload item, born DUPLICATE, and the savings it stands for."""
+        """The 409 pre-check: a new upload item, born DUPLICATE, and the savings it stands for.
+
+        NOT_HELD when the owner's holding is gone (holdings are never deleted today), in which
+        case nothing was written.
+        """
+        if upload.status is not UploadStatus.DUPLICATE:
+            raise ValueError("a held duplicate is born DUPLICATE")
         put = {
             "Put": {
                 "TableName": self.uploads_table,
@@ -302,9 +421,33 @@ class Ledger:
                 "ConditionExpression": "attribute_not_exists(upload_id)",
             }
         }
-        return self._transact([put, *self._count_duplicate(upload)])
+        return self._transact(
+            [put, self._count_holding(upload), *self._count_dedup(upload, Verdict.DUPLICATE)],
+            {1: Applied.NOT_HELD},
+        )
 
-    def _count_duplicate(self, upload: Upload) -> list[dict[str, Any]]:
+    def _put_holding(self, upload: Upload) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.holdings_table,
+                "Item": holding_to_item(new_holding(upload)),
+                # The atomic answer to "did this owner already hold it?".
+                "ConditionExpression": "attribute_not_exists(sha256)",
+            }
+        }
+
+    def _count_holding(self, upload: Upload) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.holdings_table,
+                "Key": _item({"owner": upload.owner, "sha256": upload.sha256}),
+                "UpdateExpression": "ADD upload_count :one",
+                "ConditionExpression": "attribute_exists(sha256)",
+                "ExpressionAttributeValues": _item({":one": 1}),
+            }
+        }
+
+    def _count_dedup(self, upload: Upload, verdict: Verdict) -> list[dict[str, Any]]:
         assert upload.sha256 is not None and upload.completed_at is not None
         count = {
             "Update": {
@@ -317,7 +460,7 @@ class Ledger:
                 ),
             }
         }
-        return [count, self._bump_stats(upload)]
+        return [count, self._bump_stats(upload, verdict)]
 
     def record_rejected(self, upload: Upload) -> Applied:
         """REJECTED, by the worker (bytes that do not match) or the client (abort).
@@ -325,7 +468,7 @@ class Ledger:
         Refused once a worker claimed a content for the upload (`claim_content`): its bytes
         matched, and the copy the claim made way for must end up recorded.
         """
-        return self._transact([self._complete_upload(upload, unclaimed=True)])
+        return self._transact([self._complete_upload(upload, unclaimed=True)], {})
 
     def claim_content(self, upload_id: str, sha256: str) -> bool:
         """Mark a PENDING upload as about to store `sha256`, before its bytes are copied there.
@@ -335,12 +478,16 @@ class Ledger:
         nor a stale worker that hashed other bytes can strand it. Claiming again for the same
         content is a no-op (a redelivery). False when the upload is no longer PENDING, or was
         claimed for another content.
+
+        The claim also removes the upload's TTL: a claimed upload must end holding its content,
+        however late a redelivery comes (even redriven from the dead-letter queue), or the copy
+        would be left without its record.
         """
         try:
             self._ddb.update_item(
                 TableName=self.uploads_table,
                 Key=_item({"upload_id": upload_id}),
-                UpdateExpression="SET claimed_sha256 = :sha",
+                UpdateExpression="SET claimed_sha256 = :sha REMOVE expires_at",
                 ConditionExpression="#s = :pending AND "
                 "(attribute_not_exists(claimed_sha256) OR claimed_sha256 = :sha)",
                 ExpressionAttributeNames={"#s": "status"},
@@ -369,8 +516,8 @@ class Ledger:
             }
         }
 
-    def _bump_stats(self, upload: Upload) -> dict[str, Any]:
-        delta = stats_delta(upload.status, upload.size)
+    def _bump_stats(self, upload: Upload, verdict: Verdict) -> dict[str, Any]:
+        delta = stats_delta(verdict, upload.size)
         return self._stats_update(delta, stats_shard(upload.upload_id, self.stats_shards))
 
     def _stats_update(self, delta: StatsDelta, shard: int) -> dict[str, Any]:
@@ -384,7 +531,10 @@ class Ledger:
             }
         }
 
-    def _transact(self, actions: list[dict[str, Any]]) -> Applied:
+    def _transact(self, actions: list[dict[str, Any]], outcomes: dict[int, Applied]) -> Applied:
+        """Apply the actions at once. Action 0 is always the upload's guarded write (its failure
+        is ALREADY_COMPLETE); `outcomes` names what the failure of another condition means. The
+        first failed condition decides; a failure nobody expects propagates."""
         for attempt in range(1, _TRANSACT_ATTEMPTS + 1):
             try:
                 self._ddb.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
@@ -394,15 +544,13 @@ class Ledger:
                 reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
                 codes = [str(r.get("Code", "None")) for r in reasons]
                 failed = [i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
-                # Action 0 is always the upload's guarded write; action 1, when it is a content
-                # record's creation, fails only when another upload recorded the content first.
                 if failed and failed[0] == 0:
                     return Applied.ALREADY_COMPLETE
-                if failed == [1] and "Put" in actions[1]:
-                    return Applied.CONTENT_EXISTS
-                # Another write to the same stats shard or content item was in flight: botocore
-                # does not retry a cancelled transaction, and SQS would only retry it after the
-                # visibility timeout (minutes). Nothing was applied, so trying again is safe.
+                if failed and failed[0] in outcomes:
+                    return outcomes[failed[0]]
+                # Another write to the same stats shard, content or holding was in flight:
+                # botocore does not retry a cancelled transaction, and SQS would only retry it
+                # after the visibility timeout (minutes). Nothing was applied: trying again is safe.
                 transient = not failed and set(codes) - {"None"} <= _TRANSIENT_REASONS
                 if not transient or attempt == _TRANSACT_ATTEMPTS:
                     raise

@@ -7,6 +7,10 @@ Invariants the rest of the system relies on (and the tests check):
 2. An upload leaves PENDING exactly once, for exactly one terminal state; every counter change
    is tied to that one transition and happens in the same atomic write.
 3. A content record is only written after its object exists under the content key.
+4. What an upload's status says is relative to its owner alone: STORED means "the owner now holds
+   this content" (whether its bytes were promoted or matched a content someone else stored),
+   DUPLICATE means "the owner already held it". Nothing an owner is told depends on what other
+   owners hold; the admin counters still count every deduplication.
 """
 
 from __future__ import annotations
@@ -18,20 +22,22 @@ import unicodedata
 import uuid
 import zlib
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from domain.errors import DomainError, InvalidInput
 
 STAGING_PREFIX = "staging/"
 CONTENT_PREFIX = "cas/sha256/"
-ANONYMOUS_OWNER = "anonymous"
 
 # A single PUT (and a single CopyObject) stops at 5 GiB in S3.
 MAX_SINGLE_PUT_SIZE = 5 * 1024**3
 MAX_FILENAME_LENGTH = 255
 MAX_CONTENT_TYPE_LENGTH = 255
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+# How long a PENDING upload outlives its last upload URL before DynamoDB's TTL removes it: longer
+# than the queue's 4-day retention, so no event for its bytes can still be waiting by then.
+PENDING_RETENTION = timedelta(days=5)
 
 UPLOAD_ID_PATTERN = r"^[0-9a-f]{32}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -58,6 +64,11 @@ class UploadStatus(StrEnum):
     @property
     def terminal(self) -> bool:
         return self is not UploadStatus.PENDING
+
+    @property
+    def held(self) -> bool:
+        """The upload ended with its owner holding the content."""
+        return self in (UploadStatus.STORED, UploadStatus.DUPLICATE)
 
 
 class RejectReason(StrEnum):
@@ -162,19 +173,36 @@ class Upload:
     sha256: str | None = None
     completed_at: datetime | None = None
     reason: RejectReason | None = None
+    # While PENDING: when the last URL that can fill it expires (the per-owner cap counts only
+    # uploads that can still receive bytes). Not kept once the upload completes.
+    url_expires_at: datetime | None = None
 
     @property
     def duplicate(self) -> bool:
         return self.status is UploadStatus.DUPLICATE
 
 
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One content as one owner holds it: what the owner may see of it, and nothing more."""
+
+    owner: str
+    sha256: str
+    upload_id: str  # the upload that first gave the owner this content
+    size: int
+    filename: str
+    content_type: str
+    created_at: datetime
+    upload_count: int  # the owner's own uploads of this content (never anyone else's)
+
+
 class AlreadyHeld(DomainError):
     """The caller already holds this content: nothing needs uploading.
 
-    Defined beside Upload, which it carries, so that domain.errors needs nothing from here.
+    Defined beside Holding, which it carries, so that domain.errors needs nothing from here.
     """
 
-    def __init__(self, held: Upload, upload_id: str) -> None:
+    def __init__(self, held: Holding, upload_id: str) -> None:
         super().__init__("content already stored for this owner")
         self.held = held
         self.upload_id = upload_id
@@ -255,14 +283,56 @@ def complete(
     if status is not UploadStatus.REJECTED and sha256 is None:
         # A held upload without its hash would count bytes that no content record accounts for.
         raise ValueError(f"a {status} upload needs the SHA-256 of its content")
-    return replace(upload, status=status, sha256=sha256, completed_at=at, reason=reason)
+    return replace(
+        upload, status=status, sha256=sha256, completed_at=at, reason=reason, url_expires_at=None
+    )
 
 
-def stats_delta(status: UploadStatus, size: int) -> StatsDelta:
-    """Counters move only on STORED and DUPLICATE; a rejection changes none."""
-    if status is UploadStatus.STORED:
+class Verdict(StrEnum):
+    """What the worker does with one upload whose bytes arrived."""
+
+    REJECT = "reject"  # the bytes are not what the client declared: nothing is held or counted
+    STORE = "store"  # a content nobody holds: copy it to its content key, the owner holds it
+    MATCH = "match"  # a content someone holds, new to this owner: no copy, the owner holds it
+    DUPLICATE = "duplicate"  # the owner already holds this content
+
+    @property
+    def status(self) -> UploadStatus:
+        return _VERDICT_STATUS[self]
+
+
+_VERDICT_STATUS = {
+    Verdict.REJECT: UploadStatus.REJECTED,
+    Verdict.STORE: UploadStatus.STORED,
+    Verdict.MATCH: UploadStatus.STORED,
+    Verdict.DUPLICATE: UploadStatus.DUPLICATE,
+}
+
+
+def decide(upload: Upload, facts: ObjectFacts, *, content_known: bool, held: bool) -> Verdict:
+    """The worker's decision, from what it knows: is the content stored, does the owner hold it?
+
+    The worker first decides as if the owner did not hold the content (it does not read the
+    holding); the guarded write tells it otherwise, and it decides again with what it learned.
+    """
+    if held and not content_known:
+        raise ValueError("a holding always has its content")
+    if check_bytes(upload, facts) is not None:
+        return Verdict.REJECT
+    if held:
+        return Verdict.DUPLICATE
+    return Verdict.MATCH if content_known else Verdict.STORE
+
+
+def stats_delta(verdict: Verdict, size: int) -> StatsDelta:
+    """How the admin counters move: every upload but a content's first one is a deduplication.
+
+    A match of another owner's content counts as a duplicate here although its owner is told
+    STORED: the counters are global savings, the status is what the owner holds.
+    """
+    if verdict is Verdict.STORE:
         return StatsDelta(files=1, uploads=1, bytes_stored=size)
-    if status is UploadStatus.DUPLICATE:
+    if verdict in (Verdict.MATCH, Verdict.DUPLICATE):
         return StatsDelta(uploads=1, duplicates=1, bytes_saved=size)
     return StatsDelta()
 
@@ -279,20 +349,43 @@ def new_content(upload: Upload, sha256: str, at: datetime) -> Content:
     )
 
 
-def held_duplicate(upload: Upload, held: Upload, at: datetime) -> Upload:
+def new_holding(upload: Upload) -> Holding:
+    """The holding an upload creates when it gives its owner a content they did not hold."""
+    if upload.status is not UploadStatus.STORED or upload.sha256 is None:
+        raise ValueError(f"upload {upload.upload_id} did not store a content")
+    assert upload.completed_at is not None  # complete() sets it with the status
+    return Holding(
+        owner=upload.owner,
+        sha256=upload.sha256,
+        upload_id=upload.upload_id,
+        size=upload.size,
+        filename=upload.filename,
+        content_type=upload.content_type,
+        created_at=upload.completed_at,
+        upload_count=1,
+    )
+
+
+def held_duplicate(upload: Upload, held: Holding, at: datetime) -> Upload:
     """The 409 pre-check: a new upload, born DUPLICATE of content its owner already holds.
 
     The savings counted are the held content's size, so a declaration of another size for the
     same hash is refused: it would count bytes that were never saved, and a presigned PUT for it
-    could never succeed (no body of that size hashes to the declared SHA-256).
+    could never succeed (no body of that size hashes to the declared SHA-256). The message names
+    only the caller's own holding.
     """
-    if held.status not in (UploadStatus.STORED, UploadStatus.DUPLICATE) or held.sha256 is None:
-        raise ValueError(f"upload {held.upload_id} holds no content")
+    if upload.owner != held.owner:
+        raise ValueError("the holding belongs to another owner")
     if upload.declared_sha256 != held.sha256:
-        raise ValueError("the held upload is for another content")
+        raise ValueError("the holding is for another content")
     if upload.size != held.size:
         raise InvalidInput(
             f"size {upload.size} does not match the {held.size} bytes you already stored "
             "with this sha256"
         )
     return complete(upload, UploadStatus.DUPLICATE, at, sha256=held.sha256)
+
+
+def pending_expiry(created_at: datetime, url_ttl_seconds: int) -> int:
+    """When DynamoDB's TTL may remove a PENDING upload (epoch seconds), long after its URL."""
+    return int((created_at + timedelta(seconds=url_ttl_seconds) + PENDING_RETENTION).timestamp())

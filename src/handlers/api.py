@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
@@ -20,12 +21,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
+from domain import access
+from domain.access import Caller, Forbidden, TooManyPending, Unauthenticated
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.model import ANONYMOUS_OWNER, UPLOAD_ID_PATTERN, UPLOAD_OR_SHA256_PATTERN, AlreadyHeld
+from domain.model import UPLOAD_ID_PATTERN, UPLOAD_OR_SHA256_PATTERN, AlreadyHeld, Upload
 from handlers import wiring
-from handlers.events import HttpApiEvent
+from handlers.events import HttpApiEvent, JwtClaims
 from handlers.schemas import (
     AlreadyHeldResponse,
+    AuthConfigResponse,
     CompleteRequest,
     ContentMetadata,
     CreateUploadRequest,
@@ -94,20 +98,38 @@ def _reply(description: str, model: Any) -> OpenAPIResponse:
     return {"description": description, "content": {"application/json": {"model": model}}}
 
 
+BEARER = "bearerAuth"
 OPENAPI_INFO: dict[str, Any] = {
     "title": "onecopy",
     "version": "1.0.0",
     "description": (
         "Serverless file deduplication: every distinct content is stored once under its SHA-256. "
-        "Create an upload, PUT the bytes to the presigned URL, poll until STORED or DUPLICATE."
+        "Sign in (GET /auth/config says where), create an upload, PUT the bytes to the presigned "
+        "URL, poll until STORED (you now hold the content) or DUPLICATE (you already held it). "
+        "Everything an owner sees is their own: another owner's uploads and contents answer 404."
     ),
+    "security_schemes": {
+        BEARER: HTTPBearer(
+            bearerFormat="JWT",
+            description="A Cognito ID or access token of the API's app client "
+            "(`Authorization: Bearer <token>`), checked by API Gateway's JWT authorizer",
+        )
+    },
 }
 app.enable_swagger(path="/docs", compress=True, **OPENAPI_INFO)
+# Every operation but the public ones (sign-in configuration and these documents).
+SIGNED_IN: list[dict[str, list[str]]] = [{BEARER: []}]
 
+# API Gateway's throttling (template parameters ThrottlingRateLimit/BurstLimit) answers any route.
+_THROTTLED: dict[int, OpenAPIResponse] = {
+    429: _reply("Too Many Requests: API Gateway's throttling", ErrorResponse),
+}
 _ERRORS: dict[int, OpenAPIResponse] = {
     400: _reply("Invalid input", ErrorResponse),
-    404: _reply("Not found", ErrorResponse),
+    401: _reply("No valid token (answered by API Gateway's authorizer)", ErrorResponse),
+    404: _reply("Not found, or not yours (the same answer)", ErrorResponse),
     422: _reply("The request does not match the schema", ValidationErrorResponse),
+    **_THROTTLED,
 }
 # Routes that read a body answer 415 to anything but JSON.
 _BODY_ERRORS: dict[int, OpenAPIResponse] = {
@@ -122,14 +144,26 @@ def _upload_policy() -> uploads.UploadPolicy:
         url_ttl_seconds=settings.upload_url_ttl_seconds,
         multipart_threshold=settings.multipart_threshold_bytes,
         part_size=settings.multipart_part_size_bytes,
+        max_pending=settings.max_pending_uploads,
     )
 
 
+def _caller() -> Caller:
+    """Who the gateway's JWT authorizer verified. No claims means a route the gateway left
+    unguarded: refused, never served as some default owner."""
+    try:
+        claims = JwtClaims.model_validate(app.current_event.request_context.authorizer.jwt_claim)
+    except ValidationError:
+        raise Unauthenticated("Unauthorized") from None
+    return access.caller(claims.sub, claims.groups)
+
+
 def _owner() -> str:
-    """The JWT subject when an authorizer ran, else the anonymous owner."""
-    claims = app.current_event.request_context.authorizer.jwt_claim or {}
-    sub = claims.get("sub")
-    return str(sub) if sub else ANONYMOUS_OWNER
+    return _caller().sub
+
+
+def _admin() -> Caller:
+    return access.require_admin(_caller())
 
 
 def _json(
@@ -157,17 +191,32 @@ _UPLOAD_LINKS = {
 @app.post(
     "/uploads",
     summary="Create an upload: a presigned PUT URL, or a multipart upload for large files",
+    security=SIGNED_IN,
     responses={
         201: {
             **_reply(
                 "Created: PUT the bytes to upload.url with upload.headers, or (multipart) ask for "
-                "part URLs",
+                "part URLs. Also the answer for a sha256 that only another owner holds",
                 CreateUploadResponse,
             ),
             "links": _UPLOAD_LINKS,
         },
         409: _reply("You already hold this content; nothing to upload", AlreadyHeldResponse),
         **_BODY_ERRORS,
+        429: {
+            **_reply(
+                "Too many of your uploads are waiting for their bytes (Retry-After says when "
+                "to try again), or API Gateway's throttling",
+                ErrorResponse,
+            ),
+            "headers": {
+                "Retry-After": {
+                    "description": "With the pending cap: seconds until a pending upload's URL "
+                    "will have expired",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
     },
 )
 def create_upload(body: CreateUploadRequest) -> Response[CreateUploadResponse]:
@@ -205,6 +254,7 @@ UploadIdParam = Annotated[str, Path(pattern=UPLOAD_ID_PATTERN, description="An u
 @app.delete(
     "/uploads/<upload_id>",
     summary="Abort a pending upload (its parts are discarded; it ends REJECTED, reason aborted)",
+    security=SIGNED_IN,
     responses={
         204: {"description": "Aborted", "content": {}},  # no body (else Powertools adds one)
         409: _reply("Already stored, duplicate or rejected", ErrorResponse),
@@ -212,13 +262,20 @@ UploadIdParam = Annotated[str, Path(pattern=UPLOAD_ID_PATTERN, description="An u
     },
 )
 def abort_upload(upload_id: UploadIdParam) -> Response[None]:
-    uploads.abort_upload(upload_id, ledger=wiring.ledger(), store=wiring.store())
+    uploads.abort_upload(upload_id, owner=_owner(), ledger=wiring.ledger(), store=wiring.store())
     return Response(status_code=HTTPStatus.NO_CONTENT, body=None)
+
+
+def _own_upload(upload_id: str) -> Upload:
+    # The multipart service knows no owners: the caller's ownership is checked first, so another
+    # owner's upload answers 404 before any of its state is read.
+    return uploads.get_upload(upload_id, owner=_owner(), ledger=wiring.ledger())
 
 
 @app.post(
     "/uploads/<upload_id>/parts",
     summary="Presigned URLs for some parts of a multipart upload (at most 100 per call)",
+    security=SIGNED_IN,
     responses={
         200: _reply("One URL per requested part", PartsResponse),
         409: _reply("Not a pending multipart upload", ErrorResponse),
@@ -226,6 +283,7 @@ def abort_upload(upload_id: UploadIdParam) -> Response[None]:
     },
 )
 def presign_parts(upload_id: UploadIdParam, body: PartsRequest) -> Response[PartsResponse]:
+    _own_upload(upload_id)
     parts = multipart.presign_parts(
         upload_id,
         body.part_numbers,
@@ -242,6 +300,7 @@ def presign_parts(upload_id: UploadIdParam, body: PartsRequest) -> Response[Part
 @app.get(
     "/uploads/<upload_id>/parts",
     summary="The parts S3 already holds, to resume an interrupted multipart upload",
+    security=SIGNED_IN,
     responses={
         200: _reply("Parts received so far", UploadedPartsResponse),
         409: _reply("Not a pending multipart upload", ErrorResponse),
@@ -249,6 +308,7 @@ def presign_parts(upload_id: UploadIdParam, body: PartsRequest) -> Response[Part
     },
 )
 def list_parts(upload_id: UploadIdParam) -> Response[UploadedPartsResponse]:
+    _own_upload(upload_id)
     parts = multipart.uploaded_parts(upload_id, ledger=wiring.ledger(), store=wiring.store())
     response = UploadedPartsResponse(
         parts=[UploadedPartView(part_number=p.part_number, etag=p.etag, size=p.size) for p in parts]
@@ -259,6 +319,7 @@ def list_parts(upload_id: UploadIdParam) -> Response[UploadedPartsResponse]:
 @app.post(
     "/uploads/<upload_id>/complete",
     summary="Assemble the uploaded parts; the worker then stores or deduplicates the file",
+    security=SIGNED_IN,
     responses={
         202: _reply("Accepted: poll GET /uploads/{upload_id}", UploadView),
         409: _reply("Already completed or aborted", ErrorResponse),
@@ -266,6 +327,7 @@ def list_parts(upload_id: UploadIdParam) -> Response[UploadedPartsResponse]:
     },
 )
 def complete_upload(upload_id: UploadIdParam, body: CompleteRequest) -> Response[UploadView]:
+    _own_upload(upload_id)
     upload = multipart.complete(
         upload_id,
         [(p.part_number, p.etag) for p in body.parts],
@@ -277,14 +339,15 @@ def complete_upload(upload_id: UploadIdParam, body: CompleteRequest) -> Response
 
 @app.get(
     "/uploads/<upload_id>",
-    summary="The state of an upload",
+    summary="The state of one of your uploads",
+    security=SIGNED_IN,
     responses={
         200: _reply("The upload", UploadView),
         **_ERRORS,
     },
 )
 def get_upload(upload_id: UploadIdParam) -> Response[UploadView]:
-    upload = uploads.get_upload(upload_id, ledger=wiring.ledger())
+    upload = uploads.get_upload(upload_id, owner=_owner(), ledger=wiring.ledger())
     return _json(HTTPStatus.OK, UploadView.of(upload).model_dump(mode="json", exclude_none=True))
 
 
@@ -299,7 +362,8 @@ IdParam = Annotated[
 
 @app.get(
     "/metadata/<id>",
-    summary="Metadata of an upload, or of a content you hold",
+    summary="Metadata of one of your stored uploads, or of a content you hold",
+    security=SIGNED_IN,
     responses={
         200: _reply("The upload or the content", UploadMetadata | ContentMetadata),
         **_ERRORS,
@@ -307,16 +371,16 @@ IdParam = Annotated[
 )
 def get_metadata(id: IdParam) -> Response[UploadMetadata | ContentMetadata]:
     found = catalog.metadata(id, owner=_owner(), ledger=wiring.ledger())
-    content, upload = found.content, found.upload
     body: BaseModel = (
-        UploadMetadata.of(upload, content) if upload is not None else ContentMetadata.of(content)
+        UploadMetadata.of(found) if isinstance(found, Upload) else ContentMetadata.of(found)
     )
     return _json(HTTPStatus.OK, body.model_dump(mode="json"))
 
 
 @app.get(
     "/download/<id>",
-    summary="A presigned download of stored bytes, under the upload's own filename",
+    summary="A presigned download of stored bytes you hold, under your upload's filename",
+    security=SIGNED_IN,
     responses={
         200: _reply("Where to GET the bytes", DownloadResponse),
         302: {
@@ -346,20 +410,30 @@ def get_download(
     return _json(HTTPStatus.OK, body.model_dump(mode="json"))
 
 
+_ADMIN_ERRORS: dict[int, OpenAPIResponse] = {
+    401: _ERRORS[401],
+    403: _reply("Signed in, but not in the admins group", ErrorResponse),
+    **_THROTTLED,
+}
+
+
 @app.get(
     "/admin/stats",
-    summary="Dedup statistics, summed over the counter shards",
-    responses={200: _reply("The counters", StatsResponse)},
+    summary="Dedup statistics over every owner, summed over the counter shards (admins only)",
+    security=SIGNED_IN,
+    responses={200: _reply("The counters", StatsResponse), **_ADMIN_ERRORS},
 )
 def get_stats() -> Response[StatsResponse]:
+    _admin()
     body = StatsResponse.of(catalog.stats(ledger=wiring.ledger()))
     return _json(HTTPStatus.OK, body.model_dump(mode="json"))
 
 
 @app.get(
     "/admin/hashes",
-    summary="Every stored content, a page at a time",
-    responses={200: _reply("One page of hashes", HashPageResponse), **_ERRORS},
+    summary="Every stored content, a page at a time (admins only)",
+    security=SIGNED_IN,
+    responses={200: _reply("One page of hashes", HashPageResponse), **_ERRORS, **_ADMIN_ERRORS},
 )
 def list_hashes(
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 100,
@@ -367,6 +441,7 @@ def list_hashes(
         str | None, Query(max_length=512, description="Token from the previous page")
     ] = None,
 ) -> Response[HashPageResponse]:
+    _admin()
     page = catalog.list_hashes(
         limit,
         last_evaluated_key,
@@ -376,6 +451,28 @@ def list_hashes(
     body = HashPageResponse(
         items=[HashItem.of(c) for c in page.contents],
         last_evaluated_key=page.next_token,
+    )
+    return _json(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.get(
+    "/auth/config",
+    summary="Where and how to sign in (public)",
+    responses={
+        200: _reply("The token issuer and the app client to sign in with", AuthConfigResponse),
+        **_THROTTLED,
+    },
+)
+def get_auth_config() -> Response[AuthConfigResponse]:
+    # Read through the cached factory, not the module's import-time copy: a local stack (or a
+    # test) that creates a new user pool resets the settings, and clients must get that pool.
+    config = api_settings()
+    body = AuthConfigResponse(
+        issuer=config.auth_issuer,
+        user_pool_id=config.auth_user_pool_id,
+        client_id=config.auth_client_id,
+        region=config.region,
+        cognito_endpoint=config.auth_cognito_endpoint,
     )
     return _json(HTTPStatus.OK, body.model_dump(mode="json"))
 
@@ -410,6 +507,27 @@ def _not_found(exc: NotFound) -> Response[Any]:
 @app.exception_handler(Conflict)
 def _conflict(exc: Conflict) -> Response[Any]:
     return _json(HTTPStatus.CONFLICT, {"message": str(exc)})
+
+
+@app.exception_handler(Unauthenticated)
+def _unauthenticated(_: Unauthenticated) -> Response[Any]:
+    # API Gateway's own answer to a missing or bad token, word for word.
+    return _json(HTTPStatus.UNAUTHORIZED, {"message": "Unauthorized"})
+
+
+@app.exception_handler(Forbidden)
+def _forbidden(exc: Forbidden) -> Response[Any]:
+    return _json(HTTPStatus.FORBIDDEN, {"message": str(exc)})
+
+
+@app.exception_handler(TooManyPending)
+def _too_many_pending(exc: TooManyPending) -> Response[Any]:
+    metrics.add_metric(name="PendingCapReached", unit=MetricUnit.Count, value=1)
+    return _json(
+        HTTPStatus.TOO_MANY_REQUESTS,
+        {"message": str(exc)},
+        {"Retry-After": str(exc.retry_after_seconds)},
+    )
 
 
 @app.exception_handler(AlreadyHeld)

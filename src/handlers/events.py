@@ -90,3 +90,15 @@ class HttpApiEvent(BaseModel):
     version: Literal["2.0"]
     raw_path: str = Field(alias="rawPath")
     request_context: _HttpContext = Field(alias="requestContext")
+
+
+class JwtClaims(BaseModel):
+    """The verified claims API Gateway's JWT authorizer passes on: what authorization uses.
+
+    `cognito:groups` arrives flattened to one string ("[admins other]") on AWS, or as a list.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    sub: str = Field(min_length=1)
+    groups: str | list[str] | None = Field(default=None, alias="cognito:groups")

@@ -54,8 +54,17 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             sha: {"recorded": recorded, "found": found}
             for sha, (recorded, found) in report.recount.upload_counts.items()
         },
+        # recorded is None for a holding that is missing altogether.
+        "holding_count_mismatches": [
+            {"owner": owner, "sha256": sha, "recorded": recorded, "found": found}
+            for (owner, sha), (recorded, found) in report.recount.holding_counts.items()
+        ],
     }
-    drifting = sum(abs(v) for v in drift.values()) + len(report.recount.upload_counts)
+    drifting = (
+        sum(abs(v) for v in drift.values())
+        + len(report.recount.upload_counts)
+        + len(report.recount.holding_counts)
+    )
     metrics.add_metric(name="CounterDrift", unit=MetricUnit.Count, value=drifting)
     (logger.info if report.recount.clean else logger.warning)("reconciled", extra=result)
     return result

@@ -25,6 +25,7 @@ from domain.model import (
     MAX_SINGLE_PUT_SIZE,
     SHA256_PATTERN,
     Content,
+    Holding,
     StatsDelta,
     Upload,
     UploadStatus,
@@ -169,7 +170,11 @@ class CompleteRequest(BaseModel):
 
 class UploadView(BaseModel):
     upload_id: str
-    status: UploadStatus
+    status: UploadStatus = Field(
+        description="PENDING: waiting for the bytes. STORED: you now hold this content (whether "
+        "its bytes were stored or matched a copy already kept). DUPLICATE: you already held it. "
+        "REJECTED: see reason"
+    )
     filename: str
     size: int
     content_type: str
@@ -204,7 +209,7 @@ class HeldFile(BaseModel):
     size: int
     content_type: str
     sha256: str
-    created_at: datetime
+    created_at: datetime = Field(description="When you first held this content")
 
 
 class AlreadyHeldResponse(BaseModel):
@@ -236,20 +241,21 @@ class UploadMetadata(BaseModel):
     content_type: str
     status: UploadStatus
     sha256: str
-    duplicate: bool
+    duplicate: bool = Field(description="You already held this content when it was uploaded")
     created_at: datetime
     completed_at: datetime
 
     @classmethod
-    def of(cls, upload: Upload, content: Content) -> UploadMetadata:
-        assert upload.completed_at is not None  # only held uploads have metadata
+    def of(cls, upload: Upload) -> UploadMetadata:
+        # Only held uploads have metadata, and they always know their content and end.
+        assert upload.completed_at is not None and upload.sha256 is not None
         return cls(
             upload_id=upload.upload_id,
             filename=upload.filename,
             size=upload.size,
             content_type=upload.content_type,
             status=upload.status,
-            sha256=content.sha256,
+            sha256=upload.sha256,
             duplicate=upload.duplicate,
             created_at=upload.created_at,
             completed_at=upload.completed_at,
@@ -274,12 +280,41 @@ class HashItem(BaseModel):
         )
 
 
-class ContentMetadata(HashItem):
-    last_uploaded_at: datetime
+class ContentMetadata(BaseModel):
+    """A content as its owner holds it: their own first upload, name and count, no one else's."""
+
+    sha256: str
+    size: int
+    content_type: str
+    filename: str = Field(description="The name of your first upload of it")
+    upload_id: str = Field(description="Your first upload of it")
+    upload_count: int = Field(description="Your uploads of it (409 pre-checks included)")
+    created_at: datetime = Field(description="When you first held it")
 
     @classmethod
-    def of(cls, content: Content) -> ContentMetadata:
-        return cls(**HashItem.of(content).model_dump(), last_uploaded_at=content.last_uploaded_at)
+    def of(cls, holding: Holding) -> ContentMetadata:
+        return cls(
+            sha256=holding.sha256,
+            size=holding.size,
+            content_type=holding.content_type,
+            filename=holding.filename,
+            upload_id=holding.upload_id,
+            upload_count=holding.upload_count,
+            created_at=holding.created_at,
+        )
+
+
+class AuthConfigResponse(BaseModel):
+    """What a client needs to sign in (Cognito InitiateAuth against cognito_endpoint)."""
+
+    issuer: str = Field(description="The `iss` of the tokens the API accepts")
+    user_pool_id: str = Field(description="Empty when the API trusts another OIDC issuer")
+    client_id: str = Field(description="The app client to sign in with (no secret)")
+    region: str
+    cognito_endpoint: str = Field(
+        description="Where to POST InitiateAuth (USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH); empty "
+        "when the API trusts another OIDC issuer"
+    )
 
 
 class DownloadResponse(BaseModel):
@@ -291,7 +326,10 @@ class DownloadResponse(BaseModel):
 class StatsResponse(BaseModel):
     total_files: int = Field(description="Distinct contents stored")
     total_uploads: int = Field(description="Uploads that ended STORED or DUPLICATE")
-    duplicates_avoided: int = Field(description="DUPLICATE uploads, 409 pre-checks included")
+    duplicates_avoided: int = Field(
+        description="Uploads whose bytes were already stored, whoever held them (a STORED upload "
+        "that matched another owner's content counts too), 409 pre-checks included"
+    )
     total_s3_size_saved: int = Field(description="Bytes not stored thanks to dedup")
     total_bytes_stored: int = Field(description="Bytes held under content keys")
 

@@ -39,6 +39,16 @@ class ApiSettings(TableSettings):
         alias="PAGE_TOKEN_SECRET_ARN", pattern=r"^arn:[\w-]+:secretsmanager:"
     )
 
+    # Per owner: uploads still waiting for their bytes (their URL not yet expired).
+    max_pending_uploads: int = Field(alias="MAX_PENDING_UPLOADS", ge=1)
+    # What GET /auth/config tells clients so they can sign in. With an outside OIDC issuer
+    # (template parameter AuthIssuer) there is no user pool and no Cognito endpoint: both empty.
+    auth_issuer: str = Field(alias="AUTH_ISSUER", pattern=r"^https://\S+$")
+    auth_client_id: str = Field(alias="AUTH_CLIENT_ID", min_length=1)
+    auth_user_pool_id: str = Field(alias="AUTH_USER_POOL_ID")
+    auth_cognito_endpoint: str = Field(alias="AUTH_COGNITO_ENDPOINT", pattern=r"^(https?://\S+)?$")
+    region: str = Field(alias="AWS_REGION", min_length=1)
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:

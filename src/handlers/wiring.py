@@ -29,6 +29,7 @@ def ledger() -> Ledger:
         uploads_table=config.uploads_table,
         contents_table=config.contents_table,
         stats_table=config.stats_table,
+        holdings_table=config.holdings_table,
         stats_shards=config.stats_shards,
     )
 

@@ -36,6 +36,8 @@ class NotAnSqsBatch(ValueError):
 
 _METRIC = {
     Outcome.STORED: "FilesStored",
+    # STORED for its owner, but a deduplication: counted with the duplicates in the statistics.
+    Outcome.MATCHED: "ContentsMatched",
     Outcome.DUPLICATE: "DuplicatesFound",
     Outcome.REJECTED: "UploadsRejected",
 }
@@ -81,7 +83,7 @@ def _ingest(s3_record: S3Record) -> None:
             unit=MetricUnit.Milliseconds,
             value=max(latency.total_seconds() * 1000, 0),
         )
-    if result.outcome is Outcome.DUPLICATE and upload is not None:
+    if result.outcome in (Outcome.MATCHED, Outcome.DUPLICATE) and upload is not None:
         metrics.add_metric(name="BytesSaved", unit=MetricUnit.Bytes, value=upload.size)
 
 

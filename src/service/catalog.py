@@ -1,4 +1,9 @@
-"""Reading what is stored: metadata, downloads, statistics and the hash list."""
+"""Reading what is stored: metadata, downloads, statistics and the hash list.
+
+An owner reads only what they hold: their own uploads, and the contents they hold (through their
+holding, which carries their own first upload, file name and upload count, never anyone else's).
+Whatever another owner holds answers exactly as something that was never stored.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ from datetime import datetime, timedelta
 
 from adapters.dynamodb import Ledger
 from adapters.s3 import ObjectStore
+from domain.access import owns
 from domain.errors import NotFound
 from domain.model import (
     Content,
+    Holding,
     StatsDelta,
     Upload,
     UploadStatus,
@@ -21,14 +28,6 @@ from domain.pages import decode_page_token, encode_page_token
 from service.clock import utcnow
 
 _HELD = (UploadStatus.STORED, UploadStatus.DUPLICATE)
-
-
-@dataclass(frozen=True, slots=True)
-class Metadata:
-    """Either an upload (with the content it resolved to) or a content, as asked."""
-
-    upload: Upload | None
-    content: Content
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,39 +43,32 @@ class HashPage:
     next_token: str | None
 
 
-def _held_upload(identifier: str, owner: str, ledger: Ledger) -> Upload:
-    """The upload an id names: an upload id, or a hash this owner holds (404 for anyone else)."""
-    upload: Upload | None = None
+def metadata(identifier: str, *, owner: str, ledger: Ledger) -> Upload | Holding:
+    """An upload id names one of the owner's held uploads; a SHA-256, a content they hold."""
     if is_upload_id(identifier):
         upload = ledger.get_upload(identifier)
+        if upload is not None and owns(upload, owner) and upload.status in _HELD:
+            return upload
     elif is_sha256(identifier):
-        upload = ledger.find_held(owner, identifier)
-    if upload is None or upload.status not in _HELD or upload.sha256 is None:
-        raise NotFound(f"nothing stored for {identifier}")
-    return upload
-
-
-def metadata(identifier: str, *, owner: str, ledger: Ledger) -> Metadata:
-    upload = _held_upload(identifier, owner, ledger)
-    assert upload.sha256 is not None
-    content = ledger.get_content(upload.sha256)
-    if content is None:
-        raise NotFound(f"nothing stored for {identifier}")
-    return Metadata(upload=upload if is_upload_id(identifier) else None, content=content)
+        holding = ledger.get_holding(owner, identifier)
+        if holding is not None:
+            return holding
+    raise NotFound(f"nothing stored for {identifier}")
 
 
 def download(
     identifier: str, *, owner: str, ledger: Ledger, store: ObjectStore, ttl_seconds: int
 ) -> Download:
-    upload = _held_upload(identifier, owner, ledger)
-    assert upload.sha256 is not None
+    """A presigned GET of the content, under the name the owner gave it."""
+    held = metadata(identifier, owner=owner, ledger=ledger)
+    assert held.sha256 is not None  # a held upload always has its content's hash
     url = store.presign_get(
-        content_key(upload.sha256),
-        filename=upload.filename,
-        content_type=upload.content_type,
+        content_key(held.sha256),
+        filename=held.filename,
+        content_type=held.content_type,
         expires_in=ttl_seconds,
     )
-    return Download(url, utcnow() + timedelta(seconds=ttl_seconds), upload.filename)
+    return Download(url, utcnow() + timedelta(seconds=ttl_seconds), held.filename)
 
 
 def stats(*, ledger: Ledger) -> StatsDelta:

@@ -4,23 +4,36 @@ Every step is safe to repeat, and any worker may stop between two steps:
 
 1. read the upload; a terminal one only needs its staging object removed;
 2. learn the object's size and SHA-256 (HeadObject when S3 verified a checksum, else a stream);
-3. bytes that differ from the declaration: REJECTED, no counter moves;
-4. unknown content: claim it on the upload (a guarded write: still PENDING, no other content
-   claimed), copy it to its content key (idempotent: same bytes, same key), then one guarded
-   transaction records content + STORED + counters; if another upload recorded the content
-   first, fall through to 5;
-5. known content: one guarded transaction records DUPLICATE + upload_count + counters;
-6. delete the staging object, only ever after the upload is terminal.
+3. decide (domain.model.decide): bytes that differ from the declaration are REJECTED, and no
+   counter moves;
+4. unknown content (verdict STORE): claim it on the upload (a guarded write: still PENDING, no
+   other content claimed), copy it to its content key (idempotent: same bytes, same key), then
+   one guarded transaction records content + holding + STORED + counters; if another upload
+   recorded the content first, fall through to 5;
+5. known content (verdict MATCH): one guarded transaction records the owner's new holding +
+   STORED + upload_count + counters; if the owner already held the content (the holding's
+   condition failed), fall through to 6;
+6. held content (verdict DUPLICATE): one guarded transaction counts the upload on the owner's
+   holding + DUPLICATE + upload_count + counters;
+7. delete the staging object, only ever after the upload is terminal.
+
+Whether the owner already holds the content is never read beforehand: the holding's condition
+inside the completing transaction answers it atomically, so two uploads of one owner racing with
+the same content end one STORED and one DUPLICATE, and uploads of different owners both STORED.
+Each fall-through only ever moves from STORE to MATCH to DUPLICATE (a content or holding, once
+written, is never removed), so a delivery makes at most three attempts.
 
 The claim is what keeps a copy from ever being stranded without its content record: a claimed
-upload can only leave PENDING holding the claimed content (the client can no longer abort it),
-and a worker that finds its upload no longer PENDING at the claim (completed or aborted while it
-was hashing, the staging key maybe refilled by a second PUT) copies nothing.
+upload can only leave PENDING holding the claimed content (the client can no longer abort it,
+and DynamoDB's TTL no longer removes it), and a worker that finds its upload no longer PENDING at
+the claim (completed or aborted while it was hashing, the staging key maybe refilled by a second
+PUT) copies nothing.
 
 A crash before 4's copy or between copy and transaction leaves the upload PENDING and the message
 to be redelivered (until then, an object under cas/ may lack its record); a crash after a
 transaction leaves only a staging object, removed on the next delivery or by the bucket's
-lifecycle rule.
+lifecycle rule. An event for an upload that TTL removed (its URL expired unused days ago) finds
+no upload: UNKNOWN_UPLOAD, counted nowhere.
 """
 
 from __future__ import annotations
@@ -33,10 +46,11 @@ from adapters.dynamodb import Applied, Ledger
 from adapters.s3 import ObjectStore
 from domain.model import (
     Upload,
-    UploadStatus,
+    Verdict,
     check_bytes,
     complete,
     content_key,
+    decide,
     new_content,
     upload_id_from_staging_key,
 )
@@ -46,8 +60,9 @@ log = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
-    STORED = "stored"
-    DUPLICATE = "duplicate"
+    STORED = "stored"  # new content, copied to its content key
+    MATCHED = "matched"  # STORED for its owner, by matching a content someone else stored
+    DUPLICATE = "duplicate"  # the owner already held the content
     REJECTED = "rejected"
     ALREADY_COMPLETE = "already_complete"  # redelivery, or another worker got there first
     NOT_AN_UPLOAD = "not_an_upload"  # a key the API never handed out
@@ -85,30 +100,48 @@ def ingest_object(key: str, *, ledger: Ledger, store: ObjectStore) -> Result:
     now = utcnow()
 
     reason = check_bytes(upload, facts)
-    if reason is not None:
-        rejected = complete(upload, UploadStatus.REJECTED, now, sha256=facts.sha256, reason=reason)
+    known = reason is None and ledger.get_content(facts.sha256) is not None
+    verdict = decide(upload, facts, content_known=known, held=False)
+    if verdict is Verdict.REJECT:
+        rejected = complete(upload, verdict.status, now, sha256=facts.sha256, reason=reason)
         return _finish(
-            ledger.record_rejected(rejected), rejected, key, store, ledger, staged.downloaded
+            ledger.record_rejected(rejected),
+            Outcome.REJECTED,
+            rejected,
+            key,
+            store,
+            ledger,
+            staged.downloaded,
         )
 
-    if ledger.get_content(facts.sha256) is None:
+    if verdict is Verdict.STORE:
         if not ledger.claim_content(upload.upload_id, facts.sha256):
             return _not_claimed(upload, key, store, ledger, staged.downloaded)
         if not store.copy(key, content_key(facts.sha256), etag=staged.etag, size=facts.size):
             return _after_vanished(upload, ledger)
-        stored = complete(upload, UploadStatus.STORED, now, sha256=facts.sha256)
+        stored = complete(upload, verdict.status, now, sha256=facts.sha256)
         applied = ledger.record_stored(stored, new_content(upload, facts.sha256, now))
         if applied is not Applied.CONTENT_EXISTS:
-            return _finish(applied, stored, key, store, ledger, staged.downloaded)
+            return _finish(applied, Outcome.STORED, stored, key, store, ledger, staged.downloaded)
+        verdict = decide(upload, facts, content_known=True, held=False)
 
-    duplicate = complete(upload, UploadStatus.DUPLICATE, now, sha256=facts.sha256)
-    return _finish(
-        ledger.record_duplicate(duplicate), duplicate, key, store, ledger, staged.downloaded
-    )
+    if verdict is Verdict.MATCH:
+        matched = complete(upload, verdict.status, now, sha256=facts.sha256)
+        applied = ledger.record_match(matched)
+        if applied is not Applied.ALREADY_HELD:
+            return _finish(applied, Outcome.MATCHED, matched, key, store, ledger, staged.downloaded)
+        verdict = decide(upload, facts, content_known=True, held=True)
+
+    duplicate = complete(upload, verdict.status, now, sha256=facts.sha256)
+    applied = ledger.record_duplicate(duplicate)
+    if applied is Applied.NOT_HELD:
+        raise HoldingVanished(f"{upload.owner}'s holding of {facts.sha256} disappeared")
+    return _finish(applied, Outcome.DUPLICATE, duplicate, key, store, ledger, staged.downloaded)
 
 
 def _finish(
     applied: Applied,
+    outcome: Outcome,
     upload: Upload,
     key: str,
     store: ObjectStore,
@@ -117,8 +150,12 @@ def _finish(
 ) -> Result:
     store.delete(key)
     if applied is Applied.APPLIED:
-        return Result(Outcome(upload.status.value.lower()), upload, downloaded)
+        return Result(outcome, upload, downloaded)
     return Result(Outcome.ALREADY_COMPLETE, ledger.get_upload(upload.upload_id), downloaded)
+
+
+class HoldingVanished(Exception):
+    """Holdings are never removed: one that vanished is a bug or a manual edit (DLQ)."""
 
 
 class ClaimConflict(Exception):

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 from adapters.dynamodb import Applied, Ledger
 from adapters.s3 import ObjectStore, PresignedPut
-from domain.errors import Conflict, NotFound
+from domain.access import check_pending_cap, owned
+from domain.errors import Conflict
 from domain.model import (
     MAX_SINGLE_PUT_SIZE,
     AlreadyHeld,
@@ -42,6 +43,7 @@ class UploadPolicy:
     url_ttl_seconds: int
     multipart_threshold: int
     part_size: int
+    max_pending: int  # per owner
 
 
 # S3's lifecycle rule aborts incomplete multipart uploads a day after they start.
@@ -67,12 +69,21 @@ def create_upload(
 
     When the client declares a hash this owner already holds, nothing needs uploading: the
     request is recorded as a DUPLICATE upload (so counters and reconciliation see it) and
-    AlreadyHeld is raised. Only the caller's own holdings are consulted, so the answer never
-    tells whether someone else holds the content.
+    AlreadyHeld is raised. Only the caller's own holding is consulted: a hash that only someone
+    else holds gets a normal upload, exactly like unknown content, and counts nothing until its
+    bytes arrive and S3 has verified them. A hash alone is never proof of possession.
+
+    Beyond `policy.max_pending` uploads waiting for bytes, TooManyPending is raised before
+    anything is written. The count comes from a GSI (eventually consistent), so concurrent
+    creates can overshoot the cap by at most their number.
     """
     now = utcnow()
     in_parts = multipart or size > min(policy.multipart_threshold, MAX_SINGLE_PUT_SIZE)
     plan = plan_parts(size, policy.part_size) if in_parts else None
+    # Parts are presigned on request until S3's lifecycle rule aborts the multipart upload.
+    expires_at = now + (
+        MULTIPART_LIFETIME if in_parts else timedelta(seconds=policy.url_ttl_seconds)
+    )
     upload = Upload(
         upload_id=new_upload_id(),
         owner=owner,
@@ -81,20 +92,27 @@ def create_upload(
         content_type=validate_content_type(content_type),
         created_at=now,
         declared_sha256=sha256,
+        url_expires_at=expires_at,
     )
     if sha256 is not None:
-        held = ledger.find_held(owner, sha256)
+        held = ledger.get_holding(owner, sha256)
         if held is not None:
             duplicate = held_duplicate(upload, held, now)
             if ledger.record_held_duplicate(duplicate) is Applied.APPLIED:
                 raise AlreadyHeld(held, duplicate.upload_id)
-            # The content record was missing (cannot happen while contents are never deleted):
-            # fall through to a normal upload rather than answer with a stale holding.
+            # The holding vanished meanwhile (holdings are never deleted today): fall through
+            # to a normal upload rather than answer from a stale read.
+    # A held duplicate waits for no bytes, so only a real upload is subject to the cap.
+    check_pending_cap(
+        ledger.count_pending(owner, now),
+        policy.max_pending,
+        retry_after_seconds=policy.url_ttl_seconds,
+    )
     key = staging_key(upload.upload_id)
     if plan is not None:
         s3_upload_id = store.start_multipart(key, content_type=upload.content_type)
         ledger.create_upload(upload, MultipartState(s3_upload_id, plan))
-        return NewUpload(upload=upload, expires_at=now + MULTIPART_LIFETIME, multipart=plan)
+        return NewUpload(upload=upload, expires_at=expires_at, multipart=plan)
     ledger.create_upload(upload)
     put = store.presign_put(
         key,
@@ -103,28 +121,26 @@ def create_upload(
         sha256=sha256,
         expires_in=policy.url_ttl_seconds,
     )
-    return NewUpload(
-        upload=upload, put=put, expires_at=now + timedelta(seconds=policy.url_ttl_seconds)
+    return NewUpload(upload=upload, put=put, expires_at=expires_at)
+
+
+def get_upload(upload_id: str, *, owner: str, ledger: Ledger) -> Upload:
+    """The caller's own upload; another owner's answers exactly as an unknown id."""
+    return owned(
+        ledger.get_upload(upload_id) if is_upload_id(upload_id) else None, owner, upload_id
     )
 
 
-def get_upload(upload_id: str, *, ledger: Ledger) -> Upload:
-    upload = ledger.get_upload(upload_id) if is_upload_id(upload_id) else None
-    if upload is None:
-        raise NotFound(f"no upload {upload_id}")
-    return upload
-
-
-def abort_upload(upload_id: str, *, ledger: Ledger, store: ObjectStore) -> Upload:
-    """Give up on a pending upload: REJECTED (aborted), parts discarded, nothing counted.
+def abort_upload(upload_id: str, *, owner: str, ledger: Ledger, store: ObjectStore) -> Upload:
+    """Give up on a pending upload of the caller's: REJECTED (aborted), parts discarded, nothing
+    counted.
 
     The guarded transition is the same one the worker uses, so an abort racing the worker ends
     in exactly one of the two outcomes, never both.
     """
     found = ledger.get_multipart_upload(upload_id) if is_upload_id(upload_id) else None
-    if found is None:
-        raise NotFound(f"no upload {upload_id}")
-    upload, state = found
+    upload = owned(found[0] if found else None, owner, upload_id)
+    state = found[1] if found else None
     if upload.status.terminal:
         raise Conflict(f"upload {upload_id} is already {upload.status.value}")
     key = staging_key(upload_id)

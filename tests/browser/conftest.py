@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 CHROMIUM = os.environ.get("ONECOPY_CHROMIUM", "/usr/bin/chromium")
 
@@ -78,3 +78,21 @@ def page_url(local_stack: Any) -> str:
 def output_dir() -> Path:
     OUTPUT.mkdir(parents=True, exist_ok=True)
     return OUTPUT
+
+
+SignIn = Callable[[Page, str], None]
+
+
+@pytest.fixture(scope="session")
+def sign_in(local_stack: Any) -> SignIn:
+    """Sign a page in through its own form (GET /auth/config, then Cognito's InitiateAuth), as a
+    person does; returns once the page shows who is signed in."""
+
+    def run(page: Page, user: str = "alice") -> None:
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        page.get_by_label("Username").fill(user)
+        page.get_by_label("Password").fill(local_stack.password)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#account-name")).to_have_text(user)
+
+    return run

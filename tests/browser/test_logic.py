@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -355,3 +357,157 @@ def test_the_multipart_threshold_comes_from_the_page_url(
 
 def test_only_files_above_the_threshold_go_in_parts(js: Js) -> None:
     assert js("[m.wantsMultipart(m.MULTIPART_THRESHOLD), m.wantsMultipart(2, 1)]") == [False, True]
+
+
+# --- signing in --------------------------------------------------------------------------------
+
+
+def jwt(claims: dict[str, Any]) -> str:
+    """An unsigned token of these claims: the page reads claims, only the API verifies them."""
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256', 'kid': 'k'})}.{part(claims)}.c2ln"
+
+
+def test_a_token_s_claims_are_read_whatever_its_padding_and_alphabet(js: Js) -> None:
+    # Given claims whose base64url form needs padding and uses - and _ (and non-ASCII text)
+    for name in ("a", "ab", "abc", "Zoë ~~~ ???"):
+        claims = {"sub": "s-1", "cognito:username": name, "exp": 2_000_000_000}
+        # When the page reads the token, Then it gets the claims back
+        assert js("m.jwtClaims(arg)", jwt(claims)) == claims
+    with pytest.raises(Error, match="not a JWT"):
+        js("m.jwtClaims('nodots')")
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        (["admins", "ops"], ["admins", "ops"]),
+        ("[admins ops]", ["admins", "ops"]),  # as API Gateway flattens an array claim
+        ("[admins]", ["admins"]),
+        ("[]", []),
+        (None, []),
+    ],
+)
+def test_groups_come_from_a_list_or_api_gateway_s_string(
+    js: Js, groups: Any, expected: list[str]
+) -> None:
+    claims = {} if groups is None else {"cognito:groups": groups}
+    assert js("m.groupsOf(arg)", claims) == expected
+
+
+HOUR = 3_600_000
+NOW = 1_700_000_000_000  # ms
+
+
+def signed_in(groups: list[str] | None = None, lifetime_s: int = 3600) -> dict[str, Any]:
+    claims: dict[str, Any] = {"sub": "s-1", "cognito:username": "alice"}
+    claims["exp"] = NOW // 1000 + lifetime_s
+    if groups is not None:
+        claims["cognito:groups"] = groups
+    return {
+        "IdToken": jwt(claims),
+        "AccessToken": jwt({"sub": "s-1", "username": "alice", "token_use": "access"}),
+        "RefreshToken": "refresh-1",
+        "ExpiresIn": lifetime_s,
+    }
+
+
+def test_a_sign_in_becomes_a_session_that_knows_its_user_and_expiry(js: Js) -> None:
+    # Given Cognito's AuthenticationResult for an admin; When the page makes a session of it
+    session = js("m.sessionFrom(arg[0], arg[1])", [signed_in(["admins"]), NOW])
+    # Then it knows who signed in, whether they are an admin, and when the tokens expire
+    assert session["username"] == "alice"
+    assert session["groups"] == ["admins"]
+    assert session["refreshToken"] == "refresh-1"
+    assert (session["issuedAt"], session["expiresAt"]) == (NOW, NOW + HOUR)
+    assert js("m.isAdmin(arg)", session) is True
+    plain = js("m.sessionFrom(arg[0], arg[1])", [signed_in(), NOW])
+    assert js("m.isAdmin(arg)", plain) is False
+
+
+def test_a_refresh_keeps_the_refresh_token_it_was_made_with(js: Js) -> None:
+    # Given a REFRESH_TOKEN_AUTH answer, which carries no RefreshToken
+    refreshed = {k: v for k, v in signed_in().items() if k != "RefreshToken"}
+    session = js("m.sessionFrom(arg[0], arg[1], 'refresh-1')", [refreshed, NOW + HOUR])
+    # Then the session keeps the one it had, and expires an hour after the refresh
+    assert session["refreshToken"] == "refresh-1"
+    assert session["expiresAt"] == NOW + 2 * HOUR
+
+
+def test_expiry_is_counted_on_this_clock_not_from_the_token_s_exp(js: Js) -> None:
+    # Given a computer whose clock is a day ahead of Cognito's
+    ahead = NOW + 24 * HOUR
+    # When it signs in, Then its tokens last ExpiresIn on its own clock (else it would refresh
+    # them at once, forever)
+    assert js("m.sessionFrom(arg[0], arg[1])", [signed_in(), ahead])["expiresAt"] == ahead + HOUR
+
+
+@pytest.mark.parametrize(
+    ("lifetime_ms", "now_offset", "delay"),
+    [
+        (HOUR, 0, HOUR - 60_000),  # an hour's tokens: refreshed a minute before they expire
+        (HOUR, HOUR - 120_000, 60_000),
+        (HOUR, HOUR - 30_000, 0),  # already inside the last minute: refresh now
+        (HOUR, HOUR + 5_000, 0),  # expired (a sleeping laptop): refresh now
+        (100_000, 0, 80_000),  # short-lived tokens: after four fifths of their life
+    ],
+)
+def test_tokens_are_refreshed_before_they_expire(
+    js: Js, lifetime_ms: int, now_offset: int, delay: int
+) -> None:
+    session = {"issuedAt": NOW, "expiresAt": NOW + lifetime_ms}
+    assert js("m.refreshDelay(arg[0], arg[1])", [session, NOW + now_offset]) == delay
+    assert js("m.refreshAt(arg)", session) == NOW + lifetime_ms - min(60_000, lifetime_ms // 5)
+
+
+@pytest.mark.parametrize(
+    ("stored", "usable"),
+    [
+        ({"idToken": "t", "expiresAt": NOW + 1, "refreshToken": None}, True),
+        ({"idToken": "t", "expiresAt": NOW - 1, "refreshToken": "r"}, True),
+        ({"idToken": "t", "expiresAt": NOW - 1, "refreshToken": None}, False),
+        ({"expiresAt": NOW + 1}, False),
+        (None, False),
+        ("garbage", False),
+    ],
+)
+def test_a_stored_session_is_resumed_only_if_it_can_still_be_used(
+    js: Js, stored: Any, usable: bool
+) -> None:
+    assert js("m.usableSession(arg[0], arg[1])", [stored, NOW]) is usable
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "says"),
+    [
+        (
+            400,
+            {"__type": "NotAuthorizedException", "message": "Incorrect username or password."},
+            "Wrong username or password.",
+        ),
+        (
+            400,
+            {"__type": "UserNotFoundException", "message": "User does not exist."},
+            "Wrong username or password.",
+        ),
+        (
+            400,
+            {"__type": "NotAuthorizedException", "message": "Refresh Token has been revoked"},
+            "Sign in again.",
+        ),
+        (400, {"__type": "TooManyRequestsException"}, "Too many sign-in attempts"),
+        (400, {"__type": "PasswordResetRequiredException"}, "must be reset"),
+        (0, None, "Could not reach the sign-in service"),
+        (
+            500,
+            {"__type": "InternalErrorException", "message": "boom"},
+            "Sign-in failed (InternalErrorException: boom).",
+        ),
+        (502, None, "Sign-in failed (HTTP 502)."),
+    ],
+)
+def test_sign_in_failures_say_what_to_do(js: Js, status: int, body: Any, says: str) -> None:
+    assert says in js("m.explainSignInFailure(arg[0], arg[1])", [status, body])

@@ -1,4 +1,7 @@
-"""The upload page in Chromium against the local stack: what a person sees and gets back."""
+"""The upload page in Chromium against the local stack: what a person sees and gets back.
+
+Every test signs in through the page's own form (the `sign_in` fixture): as alice, or as admin
+where the statistics panel is needed (only admins see it)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Locator, Page, Request, Route, expect
+from playwright.sync_api import Browser, FilePayload, Locator, Page, Request, Route, expect
 
 from tests.localstack import get_upload
 
@@ -22,12 +25,14 @@ pytestmark = pytest.mark.e2e
 FINAL = ("Stored", "Duplicate", "Rejected", "Failed")
 
 
-def pick(name: str, data: bytes, mime: str = "application/octet-stream") -> dict[str, Any]:
+def pick(name: str, data: bytes, mime: str = "application/octet-stream") -> FilePayload:
     return {"name": name, "mimeType": mime, "buffer": data}
 
 
-def stats(api_url: str) -> dict[str, int]:
-    response = requests.get(f"{api_url}/admin/stats", timeout=10)
+def stats(local_stack: Any) -> dict[str, int]:
+    response = requests.get(
+        f"{local_stack.api_url}/admin/stats", headers=local_stack.auth("admin"), timeout=10
+    )
     response.raise_for_status()
     counters: dict[str, int] = response.json()
     return counters
@@ -41,20 +46,37 @@ def status_of(row: Locator) -> Locator:
     return row.get_by_role("status")
 
 
+def downloaded(page: Page, row: Locator) -> tuple[bytes, str]:
+    """What the row's Download button saves: its bytes and the file name the browser suggests."""
+    with page.expect_download() as download:
+        row.get_by_role("button", name="Download").click()
+    return Path(download.value.path()).read_bytes(), download.value.suggested_filename
+
+
 @pytest.fixture
-def upload_page(page: Page, page_url: str) -> Page:
+def upload_page(page: Page, page_url: str, sign_in: Any) -> Page:
+    """The page, signed in as alice."""
     page.goto(page_url)
+    sign_in(page, "alice")
+    return page
+
+
+@pytest.fixture
+def admin_page(page: Page, page_url: str, sign_in: Any) -> Page:
+    """The page, signed in as admin: the statistics panel is shown and filled."""
+    page.goto(page_url)
+    sign_in(page, "admin")
     expect(page.locator("#stat-files")).to_have_attribute("value", re.compile(r"^\d+$"))
     return page
 
 
 def test_two_files_and_a_copy_are_stored_once_and_counted(
-    upload_page: Page, local_stack: Any, output_dir: Path
+    admin_page: Page, local_stack: Any, output_dir: Path
 ) -> None:
     # Given two distinct contents, and a copy of the first under another name
-    page = upload_page
+    page = admin_page
     report, photo = os.urandom(3000), os.urandom(5000)
-    before = stats(local_stack.api_url)
+    before = stats(local_stack)
 
     # When a person picks all three at once
     page.get_by_label("Files to upload").set_input_files(
@@ -83,15 +105,10 @@ def test_two_files_and_a_copy_are_stored_once_and_counted(
     for cell, value in expected.items():
         expect(page.locator(cell)).to_have_attribute("value", str(value))
 
-    # And each download link gives back the very bytes, under the row's own name
+    # And each Download button saves the very bytes, under the row's own name
     for index, data, name in [(0, report, "report.pdf"), (1, photo, "photo.jpg")]:
-        link = rows(page).nth(index).get_by_role("link", name="Download")
-        got = page.request.get(link.get_attribute("href") or "")
-        assert got.ok
-        assert got.body() == data
-        assert name in got.headers["content-disposition"]
-    copy = rows(page).nth(2).get_by_role("link", name="Download")
-    assert page.request.get(copy.get_attribute("href") or "").body() == report
+        assert downloaded(page, rows(page).nth(index)) == (data, name)
+    assert downloaded(page, rows(page).nth(2))[0] == report
 
     page.screenshot(path=output_dir / "upload-page.png", full_page=True)
 
@@ -124,7 +141,7 @@ def test_bytes_changed_on_the_way_are_rejected_by_storage(
     )
     assert [status for status, _ in answers] == [400]
     assert "<Code>BadDigest</Code>" in answers[0][1]
-    expect(rows(page).first.get_by_role("link", name="Download")).to_be_hidden()
+    expect(rows(page).first.get_by_role("button", name="Download")).to_be_hidden()
 
 
 def test_an_unreachable_api_says_what_to_check(page: Page, static_site: str) -> None:
@@ -135,18 +152,22 @@ def test_an_unreachable_api_says_what_to_check(page: Page, static_site: str) -> 
     page.goto(f"{static_site}/?api={quote(dead, safe='')}")
     advice = f"Cannot reach the API at {dead}. Check your connection, or the API URL in Settings."
 
-    # When a file is picked
-    page.get_by_label("Files to upload").set_input_files(pick("a.txt", b"hello"))
-
-    # Then both the row and the statistics panel say which API failed and what to check
-    expect(status_of(rows(page).first)).to_have_text(f"Failed: {advice}")
-    expect(page.locator("#stats-error")).to_have_text(f"Statistics unavailable: {advice}")
+    # When the page asks it where to sign in
+    # Then the sign-in form says which API failed and what to check
+    expect(page.get_by_role("alert")).to_have_text(advice)
+    # And trying again says it again (the API may have come back meanwhile)
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("anything")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text(advice)
 
 
 def test_the_api_validation_message_is_shown(upload_page: Page, local_stack: Any) -> None:
     # Given a file whose type the API refuses, and the message the API gives for it
     body = {"filename": "odd.bin", "size": 3, "content_type": "nonsense", "sha256": sha256(b"odd")}
-    refused = requests.post(f"{local_stack.api_url}/uploads", json=body, timeout=10)
+    refused = requests.post(
+        f"{local_stack.api_url}/uploads", json=body, headers=local_stack.auth(), timeout=10
+    )
     assert refused.status_code == 422
     message = refused.json()["message"]
     assert "content_type" in message
@@ -222,10 +243,10 @@ def part_puts(page: Page, local_stack: Any) -> list[int]:
 
 
 @pytest.fixture
-def multipart_page(page: Page, page_url: str) -> Page:
-    """The page told to send every file in parts, as it does above 100 MiB."""
+def multipart_page(page: Page, page_url: str, sign_in: Any) -> Page:
+    """The page told to send every file in parts, as it does above 100 MiB; alice signed in."""
     page.goto(f"{page_url}?multipart_threshold=1")
-    expect(page.locator("#stat-files")).to_have_attribute("value", re.compile(r"^\d+$"))
+    sign_in(page, "alice")
     return page
 
 
@@ -259,8 +280,7 @@ def test_a_file_above_the_threshold_goes_in_parts_and_its_copy_is_a_duplicate(
     )
     assert sorted(parts) == [1, 2]
     # And the download gives back the very bytes
-    link = first.get_by_role("link", name="Download").get_attribute("href") or ""
-    assert page.request.get(link).body() == data
+    assert downloaded(page, first) == (data, "video.mp4")
 
 
 def test_a_part_that_fails_once_is_sent_again(
@@ -363,13 +383,15 @@ def test_a_part_storage_keeps_refusing_cancels_the_upload(
 
 @pytest.mark.parametrize("key", ["Enter", "Space"])
 def test_the_drop_zone_opens_the_file_dialog_from_the_keyboard(
-    page: Page, page_url: str, key: str
+    page: Page, page_url: str, sign_in: Any, key: str
 ) -> None:
     # Playwright turns on file-chooser interception when the first listener subscribes, without
     # waiting for it: subscribe before the page loads so that it is on before the key press.
     page.on("filechooser", lambda _: None)
     page.goto(page_url)
-    page.get_by_role("button", name="Drop files here").focus()
+    sign_in(page, "alice")
+    # Signing in puts the focus on the drop zone, the next thing to use
+    expect(page.get_by_role("button", name="Drop files here")).to_be_focused()
     with page.expect_file_chooser() as chooser:
         page.keyboard.press(key)
     assert chooser.value.is_multiple()
@@ -395,10 +417,13 @@ def test_the_api_url_from_a_link_is_remembered_until_cleared(
     expect(current).to_have_text(static_site)
 
 
-def test_the_page_fits_a_phone_screen(browser: Browser, page_url: str, output_dir: Path) -> None:
+def test_the_page_fits_a_phone_screen(
+    browser: Browser, page_url: str, sign_in: Any, output_dir: Path
+) -> None:
     context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
     page = context.new_page()
     page.goto(page_url)
+    sign_in(page, "alice")
     page.get_by_label("Files to upload").set_input_files(
         pick("a-file-with-a-rather-long-name-that-must-wrap.txt", os.urandom(100))
     )

@@ -1,4 +1,5 @@
-"""Bad requests over HTTP: each is a 4xx with a JSON message, and changes nothing."""
+"""Bad requests over HTTP, signed in as alice: each is a 4xx with a JSON message, and changes
+nothing. (Requests without a valid token are tests/e2e/test_isolation.py's.)"""
 
 from __future__ import annotations
 
@@ -74,14 +75,20 @@ def test_a_bad_request_is_a_4xx_with_a_message_and_changes_nothing(
     uploads_before = count_items(local_stack, local_stack.uploads_table)
     stats_before = read_stats(local_stack)
 
-    # When a client sends the bad request
+    # When a signed-in client sends the bad request
     request = dict(case)
+    headers = {**local_stack.auth("alice"), **request.pop("headers", {})}
     response = requests.request(
-        request.pop("method"), local_stack.api_url + request.pop("path"), timeout=30, **request
+        request.pop("method"),
+        local_stack.api_url + request.pop("path"),
+        headers=headers,
+        timeout=30,
+        **request,
     )
 
     # Then it is refused with a JSON message, and no upload or counter changed
     assert 400 <= response.status_code < 500, response.text
+    assert response.status_code != 401, "the token was refused: the case tested nothing"
     assert response.headers["content-type"].startswith("application/json")
     message = response.json()["message"]
     assert isinstance(message, str) and message.strip()
@@ -98,8 +105,10 @@ def test_a_bad_request_is_a_4xx_with_a_message_and_changes_nothing(
     ids=["unknown-upload", "unknown-route"],
 )
 def test_what_does_not_exist_is_a_404(local_stack: RunningStack, path: str, status: int) -> None:
-    # When a client asks for something that is not there
-    response = requests.get(local_stack.api_url + path, timeout=30)
+    # When a signed-in client asks for something that is not there
+    response = requests.get(
+        local_stack.api_url + path, headers=local_stack.auth("alice"), timeout=30
+    )
 
     # Then the answer says so
     assert response.status_code == status
@@ -114,6 +123,7 @@ def test_a_size_over_the_limit_is_refused_with_a_message_naming_the_limit(
     response = requests.post(
         f"{local_stack.api_url}/uploads",
         json={"filename": "big.iso", "size": MAX_OBJECT_SIZE + 1},
+        headers=local_stack.auth("alice"),
         timeout=30,
     )
 

@@ -1,4 +1,6 @@
-"""The installed `onecopy` command against the local stack, run the way a person runs it."""
+"""The installed `onecopy` command against the local stack, run the way a person runs it:
+signed in with `onecopy login` (ONECOPY_USERNAME / ONECOPY_PASSWORD) into a config directory of
+its own per user, as alice unless a test says otherwise."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import re
 import shlex
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +22,9 @@ import pytest
 import requests
 
 pytestmark = pytest.mark.e2e
+
+# Never inherited from the shell running the tests: each test decides how it is signed in.
+_SIGN_IN_ENV = ("ONECOPY_TOKEN", "ONECOPY_USERNAME", "ONECOPY_PASSWORD", "XDG_CONFIG_HOME")
 
 
 def _onecopy_executable() -> str:
@@ -33,9 +39,10 @@ ONECOPY = _onecopy_executable()
 
 
 class Cli:
-    def __init__(self, api_url: str, cwd: Path) -> None:
+    def __init__(self, api_url: str, cwd: Path, config_home: Path) -> None:
         self.api_url = api_url
         self.cwd = cwd
+        self.config_home = config_home
 
     def __call__(
         self,
@@ -44,9 +51,11 @@ class Cli:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        inherited = {k: v for k, v in os.environ.items() if k not in _SIGN_IN_ENV}
         environ = {
-            **os.environ,
+            **inherited,
             "ONECOPY_API_URL": api_url or self.api_url,
+            "XDG_CONFIG_HOME": str(self.config_home),
             "NO_COLOR": "1",
             **(env or {}),
         }
@@ -54,6 +63,7 @@ class Cli:
             [ONECOPY, *args],
             cwd=cwd or self.cwd,
             env=environ,
+            stdin=subprocess.DEVNULL,  # a prompt would fail at once rather than wait
             capture_output=True,
             text=True,
             timeout=120,
@@ -65,10 +75,35 @@ class Cli:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
+    def login(self, user: str, password: str) -> subprocess.CompletedProcess[str]:
+        return self("login", env={"ONECOPY_USERNAME": user, "ONECOPY_PASSWORD": password})
+
+
+@pytest.fixture(scope="session")
+def config_homes(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A config directory per seeded user, signed in once for the session (tokens last 1 h)."""
+    homes = {}
+    for user in ("alice", "bob", "admin"):
+        home = tmp_path_factory.mktemp(f"config-{user}")
+        signed_in = Cli(local_stack.api_url, home, home).login(user, local_stack.password)
+        assert signed_in.returncode == 0, signed_in.stderr
+        homes[user] = home
+    return homes
+
 
 @pytest.fixture
-def cli(local_stack: Any, tmp_path: Path) -> Cli:
-    return Cli(local_stack.api_url, tmp_path)
+def cli(local_stack: Any, tmp_path: Path, config_homes: dict[str, Path]) -> Cli:
+    return Cli(local_stack.api_url, tmp_path, config_homes["alice"])
+
+
+@pytest.fixture
+def admin(local_stack: Any, tmp_path: Path, config_homes: dict[str, Path]) -> Cli:
+    return Cli(local_stack.api_url, tmp_path, config_homes["admin"])
+
+
+@pytest.fixture
+def bob(local_stack: Any, tmp_path: Path, config_homes: dict[str, Path]) -> Cli:
+    return Cli(local_stack.api_url, tmp_path, config_homes["bob"])
 
 
 def _new_file(directory: Path, name: str, size: int = 4096) -> Path:
@@ -99,7 +134,7 @@ def test_uploading_the_same_file_twice_prints_stored_then_duplicate(
     assert (status, sha, name) == ("stored", digest, "report.bin")
     assert second.returncode == 0, second.stderr
     assert second.stdout.split()[:2] == ["duplicate", digest]
-    assert "already stored" in second.stdout
+    assert "you already hold it" in second.stdout
     assert second.stdout.split()[5] != upload_id
     # And the bytes are in the bucket under their content key
     s3 = boto3.client("s3", endpoint_url=local_stack.endpoint_url)
@@ -180,8 +215,8 @@ def test_an_unreachable_api_gets_a_message_not_a_traceback(cli: Cli, tmp_path: P
     _new_file(tmp_path, "b.bin")
     api_url = f"http://127.0.0.1:{closed_port}"
 
-    # When files are uploaded there
-    result = cli("upload", "a.bin", "b.bin", api_url=api_url)
+    # When files are uploaded there (with a token: without one, "not signed in" comes first)
+    result = cli("upload", "a.bin", "b.bin", api_url=api_url, env={"ONECOPY_TOKEN": "t"})
 
     # Then one clear message says so, once
     assert result.returncode == 1
@@ -266,9 +301,9 @@ def test_a_content_is_found_and_downloaded_by_its_sha256(cli: Cli, tmp_path: Pat
     assert (tmp_path / "by-hash.bin").read_bytes() == original.read_bytes()
 
 
-def test_stats_count_a_mixed_run(cli: Cli, tmp_path: Path) -> None:
-    # Given the totals so far
-    before = cli.json("stats")
+def test_stats_count_a_mixed_run(cli: Cli, admin: Cli, tmp_path: Path) -> None:
+    # Given the totals so far, as the admin sees them
+    before = admin.json("stats")
     a = _new_file(tmp_path, "a.bin", size=10_000)
     _new_file(tmp_path, "b.bin", size=20_000)
     shutil.copyfile(a, tmp_path / "a-again.bin")
@@ -276,8 +311,8 @@ def test_stats_count_a_mixed_run(cli: Cli, tmp_path: Path) -> None:
     # When two new files and one copy of the first are uploaded
     for name in ("a.bin", "b.bin", "a-again.bin"):
         assert _upload_json(cli, name)["status"] in ("stored", "duplicate")
-    after = cli.json("stats")
-    human = cli("stats")
+    after = admin.json("stats")
+    human = admin("stats")
 
     # Then the totals moved by exactly that
     moved = {key: after[key] - before[key] for key in after}
@@ -294,16 +329,16 @@ def test_stats_count_a_mixed_run(cli: Cli, tmp_path: Path) -> None:
     assert re.fullmatch(pattern, human.stdout.splitlines()[3]), human.stdout
 
 
-def test_hashes_walks_every_page(cli: Cli, tmp_path: Path) -> None:
+def test_hashes_walks_every_page(cli: Cli, admin: Cli, tmp_path: Path) -> None:
     # Given two more contents
     new = [_new_file(tmp_path, f"h{i}.bin", size=1000 + i) for i in range(2)]
     for path in new:
         _upload_json(cli, path.name)
-    total = cli.json("stats")["total_files"]
+    total = admin.json("stats")["total_files"]
 
-    # When every hash is listed a page of one at a time, as a table and as JSON lines
-    table = cli("hashes", "--limit", "1")
-    lines = cli("hashes", "--limit", "1", "--json")
+    # When the admin lists every hash a page of one at a time, as a table and as JSON lines
+    table = admin("hashes", "--limit", "1")
+    lines = admin("hashes", "--limit", "1", "--json")
 
     # Then both list every content once, the new ones among them
     assert table.returncode == 0, table.stderr
@@ -343,11 +378,16 @@ def test_an_interrupted_multipart_upload_resumes_to_stored_and_a_copy_is_a_dupli
     upload_id, _, command = hint.removeprefix(prefix).partition(" can be resumed with: ")
     assert command == f"onecopy upload --resume {upload_id} big.iso"
     # And the bucket holds some, not all, of its parts; the upload waits
-    held = requests.get(f"{local_stack.api_url}/uploads/{upload_id}/parts", timeout=30).json()
+    alice = local_stack.auth("alice")
+    held = requests.get(
+        f"{local_stack.api_url}/uploads/{upload_id}/parts", headers=alice, timeout=30
+    ).json()
     assert 1 <= len(held["parts"]) < 4
     assert all(part["size"] == 16 * 1024**2 for part in held["parts"])
     assert (
-        requests.get(f"{local_stack.api_url}/uploads/{upload_id}", timeout=30).json()["status"]
+        requests.get(
+            f"{local_stack.api_url}/uploads/{upload_id}", headers=alice, timeout=30
+        ).json()["status"]
         == "PENDING"
     )
 
@@ -357,7 +397,9 @@ def test_an_interrupted_multipart_upload_resumes_to_stored_and_a_copy_is_a_dupli
     # Then the upload is stored under the file's SHA-256
     assert (resumed.returncode, resumed.stderr) == (0, ""), resumed.stderr
     assert resumed.stdout.split()[:2] == ["stored", digest]
-    view = requests.get(f"{local_stack.api_url}/uploads/{upload_id}", timeout=30).json()
+    view = requests.get(
+        f"{local_stack.api_url}/uploads/{upload_id}", headers=alice, timeout=30
+    ).json()
     assert (view["status"], view["sha256"], view["size"]) == ("STORED", digest, 64 * 1024**2)
     s3 = boto3.client("s3", endpoint_url=local_stack.endpoint_url)
     head = s3.head_object(Bucket=local_stack.bucket, Key=f"cas/sha256/{digest}")
@@ -372,7 +414,7 @@ def test_an_interrupted_multipart_upload_resumes_to_stored_and_a_copy_is_a_dupli
     record = json.loads(copy.stdout)
     assert (record["status"], record["sha256"]) == ("duplicate", digest)
     copy_view = requests.get(
-        f"{local_stack.api_url}/uploads/{record['upload_id']}", timeout=30
+        f"{local_stack.api_url}/uploads/{record['upload_id']}", headers=alice, timeout=30
     ).json()
     assert (copy_view["status"], copy_view["sha256"]) == ("DUPLICATE", digest)
     big.unlink()
@@ -383,7 +425,7 @@ def test_an_interrupted_multipart_upload_resumes_to_stored_and_a_copy_is_a_dupli
 
 
 def test_reconcile_after_a_mixed_run_reports_clean(
-    cli: Cli, local_stack: Any, tmp_path: Path
+    cli: Cli, admin: Cli, local_stack: Any, tmp_path: Path
 ) -> None:
     # Given a mixed run: a new file, a copy of it under another name, another new file
     first = _new_file(tmp_path, "r1.bin", size=3000)
@@ -408,7 +450,7 @@ def test_reconcile_after_a_mixed_run_reports_clean(
         {},
     )
     assert report["facts"] == report["counters"]
-    stats = cli.json("stats")
+    stats = admin.json("stats")
     assert (report["counters"]["files"], report["counters"]["bytes_stored"]) == (
         stats["total_files"],
         stats["total_bytes_stored"],
@@ -423,6 +465,7 @@ def test_admin_redrive_moves_dead_letters_back_to_the_worker(
     created = requests.post(
         f"{local_stack.api_url}/uploads",
         json={"filename": path.name, "size": path.stat().st_size},
+        headers=local_stack.auth("alice"),
         timeout=10,
     ).json()
     sqs = local_stack.client("sqs")
@@ -452,3 +495,149 @@ def test_admin_redrive_moves_dead_letters_back_to_the_worker(
     status = cli.json("status", created["upload_id"], "--wait")
     assert status["status"] == "STORED"
     assert "Messages" not in sqs.receive_message(QueueUrl=local_stack.dlq_url, WaitTimeSeconds=0)
+
+
+# --- signing in: login, whoami, logout, and what each user may see -----------------------------
+
+
+def test_login_whoami_logout(local_stack: Any, tmp_path: Path) -> None:
+    # Given a fresh config directory, nobody signed in
+    home = tmp_path / "config"
+    cli = Cli(local_stack.api_url, tmp_path, home)
+    before = cli("status", "0" * 32)
+    assert before.returncode == 3
+    assert "run `onecopy login`" in before.stderr
+
+    # When bob signs in the way a script does
+    login = cli.login("bob", local_stack.password)
+
+    # Then the tokens are kept for this API, readable by bob alone
+    assert (login.returncode, login.stderr) == (0, "")
+    assert login.stdout == f"signed in to {local_stack.api_url} as bob\n"
+    cache = home / "onecopy" / "tokens.json"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
+    assert list(json.loads(cache.read_text())["logins"]) == [local_stack.api_url.rstrip("/")]
+
+    # And whoami names him as the API knows him
+    who = cli.json("whoami")
+    assert (who["username"], who["sub"], who["groups"]) == ("bob", local_stack.sub("bob"), [])
+    human = cli("whoami")
+    assert human.stdout.splitlines()[:3] == [
+        "User       bob",
+        f"Sub        {local_stack.sub('bob')}",
+        "Groups     none",
+    ]
+    assert cli("status", "0" * 32).returncode == 1  # signed in: a plain 404 now
+
+    # When he signs out
+    logout = cli("logout")
+
+    # Then the tokens are gone, and the next call says to sign in again
+    assert logout.returncode == 0, logout.stderr
+    assert logout.stdout == f"signed out of {local_stack.api_url} (bob)\n"
+    # moto's Cognito has no RevokeToken (AWS's has): the CLI says it could not revoke, and the
+    # local copy is gone all the same.
+    assert logout.stderr in (
+        "",
+        f"note: Cognito did not revoke the refresh token: Cognito at "
+        f"{local_stack.endpoint_url}/ failed RevokeToken (HTTP 500)\n",
+    )
+    assert not cache.exists()
+    after = cli("status", "0" * 32)
+    assert (after.returncode, after.stdout) == (3, "")
+    assert "run `onecopy login`" in after.stderr
+
+
+def test_a_wrong_password_is_refused(local_stack: Any, tmp_path: Path) -> None:
+    cli = Cli(local_stack.api_url, tmp_path, tmp_path / "config")
+    result = cli.login("alice", "not-" + local_stack.password)
+    assert result.returncode == 1
+    assert "NotAuthorizedException" in result.stderr
+    assert not (tmp_path / "config" / "onecopy" / "tokens.json").exists()
+
+
+def test_whoami_shows_the_admins_group(admin: Cli) -> None:
+    assert admin.json("whoami")["groups"] == ["admins"]
+
+
+def test_stats_and_hashes_are_admins_only(cli: Cli) -> None:
+    for command in ("stats", "hashes"):
+        result = cli(command)
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert result.stderr.startswith("onecopy: admins only"), result.stderr
+        assert result.stderr.endswith("(HTTP 403)\n")
+
+
+def test_a_ci_token_signs_the_cli_in_without_a_login(local_stack: Any, tmp_path: Path) -> None:
+    # Given no sign-in on disk, only a token in ONECOPY_TOKEN
+    cli = Cli(local_stack.api_url, tmp_path, tmp_path / "config")
+    _new_file(tmp_path, "ci.bin")
+    env = {"ONECOPY_TOKEN": local_stack.token("alice")}
+    # When it uploads, and when the token is not one the API accepts
+    uploaded = cli("upload", "ci.bin", env=env)
+    refused = cli("upload", "ci.bin", env={"ONECOPY_TOKEN": "not.a.token"})
+    # Then the first works, and the second is "not signed in", nothing uploaded
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert uploaded.stdout.split()[0] == "stored"
+    assert (refused.returncode, refused.stdout) == (3, "")
+    assert "the API refused the token in $ONECOPY_TOKEN" in refused.stderr
+
+
+def test_another_users_content_is_new_to_bob_and_alices_uploads_are_unknown_to_him(
+    cli: Cli, bob: Cli, tmp_path: Path
+) -> None:
+    # Given a file alice stored
+    _new_file(tmp_path, "alice.bin", size=20_000)
+    alices = _upload_json(cli, "alice.bin")
+    assert alices["status"] == "stored"
+
+    # When bob uploads the same bytes, and asks about alice's upload
+    bobs = _upload_json(bob, "alice.bin")
+    status = bob("status", alices["upload_id"])
+    info = bob("info", alices["upload_id"])
+    download = bob("download", alices["upload_id"], "-o", "stolen.bin")
+
+    # Then he now holds the content ("stored", the bytes were sent), and her upload is unknown
+    assert (bobs["status"], bobs["sha256"]) == ("stored", alices["sha256"])
+    assert not bobs.get("already_stored")
+    assert (status.returncode, status.stderr) == (
+        1,
+        f"onecopy: no upload {alices['upload_id']} (HTTP 404)\n",
+    )
+    assert info.returncode == download.returncode == 1
+    assert not (tmp_path / "stolen.bin").exists()
+    # ... while his own upload of it is his to read
+    assert bob.json("info", bobs["upload_id"])["filename"] == "alice.bin"
+
+
+def test_an_expiring_or_refused_token_is_renewed_with_the_refresh_token(
+    local_stack: Any, tmp_path: Path
+) -> None:
+    # Given alice signed in, her ID token marked as expiring within the minute
+    home = tmp_path / "config"
+    cli = Cli(local_stack.api_url, tmp_path, home)
+    assert cli.login("alice", local_stack.password).returncode == 0
+    cache = home / "onecopy" / "tokens.json"
+
+    def edit(**changes: Any) -> dict[str, Any]:
+        data = json.loads(cache.read_text())
+        (entry,) = data["logins"].values()
+        entry.update(changes)
+        cache.write_text(json.dumps(data))
+        return dict(entry)
+
+    first = edit(expires_at=0)
+
+    # When a command runs, then again with an ID token the API refuses (a forged one)
+    expiring = cli("status", "0" * 32)
+    renewed = edit(id_token=first["id_token"][:-8] + "AAAAAAAA")
+    refused = cli("status", "0" * 32)
+
+    # Then both reached the API (a plain 404) after a refresh at the emulator's Cognito
+    assert expiring.stderr == refused.stderr == f"onecopy: no upload {'0' * 32} (HTTP 404)\n"
+    (final,) = json.loads(cache.read_text())["logins"].values()
+    assert final["id_token"] not in (first["id_token"], renewed["id_token"])
+    assert final["refresh_token"] == first["refresh_token"]
+    assert final["expires_at"] > first["expires_at"]

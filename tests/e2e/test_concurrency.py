@@ -1,10 +1,13 @@
-"""Many clients at once, few distinct contents: every content stored once, every count exact."""
+"""Many clients of two owners at once, few distinct contents: every content stored once, each
+owner told STORED once per content they hold, every count exact."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
+from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,28 +29,38 @@ pytestmark = pytest.mark.e2e
 
 UPLOADS = 20
 CONTENTS = 4
+OWNERS = ("alice", "bob")
 
 
-def _one_client(api_url: str, data: bytes, declare_sha256: bool, start: threading.Barrier) -> Any:
+def _one_client(
+    api_url: str,
+    data: bytes,
+    declare_sha256: bool,
+    headers: Mapping[str, str],
+    start: threading.Barrier,
+) -> Any:
     """Create, PUT, poll; a 409 (content already held) is the DUPLICATE answer without a PUT."""
     start.wait()
-    created = create_upload(api_url, data, declare_sha256=declare_sha256)
+    created = create_upload(api_url, data, declare_sha256=declare_sha256, headers=headers)
     if created.status_code == 409:
         return created.json()["upload_id"], "DUPLICATE", created.json()["held"]["sha256"]
     assert created.status_code == 201, created.text
     body = created.json()
     put = put_bytes(body["upload"], data)
     assert put.status_code == 200, put.text
-    view = wait_for_terminal(api_url, body["upload_id"], timeout=60)
+    view = wait_for_terminal(api_url, body["upload_id"], timeout=60, headers=headers)
     return view["upload_id"], view["status"], view["sha256"]
 
 
 def test_concurrent_uploads_of_few_contents_store_each_once_and_count_exactly(
     local_stack: RunningStack,
 ) -> None:
-    # Given 4 distinct contents of distinct sizes, each to be uploaded 5 times by separate clients
+    # Given 4 distinct contents of distinct sizes, each to be uploaded 5 times by separate clients,
+    # 3 of them alice's and 2 bob's
     contents = [os.urandom(20_000 + 1000 * n) for n in range(CONTENTS)]
     jobs = [contents[n % CONTENTS] for n in range(UPLOADS)]
+    owners = [OWNERS[(n // CONTENTS) % 2] for n in range(UPLOADS)]
+    auth = {owner: local_stack.auth(owner) for owner in OWNERS}
     cas_before = object_keys(local_stack, "cas/sha256/")
     stats_before = read_stats(local_stack)
 
@@ -55,19 +68,21 @@ def test_concurrent_uploads_of_few_contents_store_each_once_and_count_exactly(
     start = threading.Barrier(UPLOADS)
     with ThreadPoolExecutor(UPLOADS) as pool:
         futures = [
-            pool.submit(_one_client, local_stack.api_url, data, n % 2 == 0, start)
+            pool.submit(_one_client, local_stack.api_url, data, n % 2 == 0, auth[owners[n]], start)
             for n, data in enumerate(jobs)
         ]
         results = [f.result() for f in futures]
 
-    # Then exactly one upload per content is STORED and the other 16 are DUPLICATEs of it
-    statuses = [status for _, status, _ in results]
-    assert statuses.count("STORED") == CONTENTS
-    assert statuses.count("DUPLICATE") == UPLOADS - CONTENTS
+    # Then each owner is told STORED exactly once per content (the upload that gave them the
+    # content, whether its bytes were copied or matched the other owner's), DUPLICATE otherwise
     digests = {sha256_hex(data) for data in contents}
-    stored = {sha for _, status, sha in results if status == "STORED"}
-    assert stored == digests
     assert [sha for _, _, sha in results] == [sha256_hex(data) for data in jobs]
+    stored = Counter(
+        (owners[n], sha) for n, (_, status, sha) in enumerate(results) if status == "STORED"
+    )
+    assert stored == {(owner, digest): 1 for owner in OWNERS for digest in digests}
+    statuses = Counter(status for _, status, _ in results)
+    assert statuses == {"STORED": 2 * CONTENTS, "DUPLICATE": UPLOADS - 2 * CONTENTS}
 
     # ... exactly 4 new content objects, each holding the bytes its key names
     new_keys = object_keys(local_stack, "cas/sha256/") - cas_before
@@ -77,7 +92,7 @@ def test_concurrent_uploads_of_few_contents_store_each_once_and_count_exactly(
         body = s3.get_object(Bucket=local_stack.bucket, Key=key)["Body"].read()
         assert f"cas/sha256/{hashlib.sha256(body).hexdigest()}" == key
 
-    # ... each content record counts its 5 uploads
+    # ... each content record counts its 5 uploads, whoever made them
     ddb = local_stack.client("dynamodb")
     for digest in digests:
         item = ddb.get_item(
@@ -85,7 +100,8 @@ def test_concurrent_uploads_of_few_contents_store_each_once_and_count_exactly(
         )["Item"]
         assert item["upload_count"]["N"] == str(UPLOADS // CONTENTS)
 
-    # ... the counters moved by exactly what happened
+    # ... the counters moved by exactly what happened: every upload but each content's first is
+    # a deduplication, across owners too
     stats_after = read_stats(local_stack)
     assert {name: stats_after[name] - stats_before[name] for name in stats_after} == {
         "files": CONTENTS,

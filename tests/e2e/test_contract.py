@@ -1,4 +1,5 @@
-"""The upload contract over real HTTP: create, PUT to the presigned URL, poll."""
+"""The upload contract over real HTTP: create, PUT to the presigned URL, poll; signed in as alice
+(the client helpers' default user)."""
 
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def test_the_same_bytes_uploaded_again_are_a_duplicate(local_stack: RunningStack
     # When the same bytes are uploaded again, without declaring their hash (the worker finds it)
     second = upload(local_stack.api_url, data, filename="copy-of-a.bin", declare_sha256=False)
 
-    # Then the second upload is a DUPLICATE of the same content, and the bytes it saved count
+    # Then the second upload is a DUPLICATE (its owner already held the content), and the bytes
+    # it saved count
     assert first["status"] == "STORED"
     assert second["status"] == "DUPLICATE"
     assert second["sha256"] == first["sha256"] == sha256_hex(data)
@@ -122,12 +124,12 @@ def test_the_same_bytes_uploaded_again_are_a_duplicate(local_stack: RunningStack
 def test_declaring_a_hash_the_owner_holds_answers_409_with_nothing_to_upload(
     local_stack: RunningStack,
 ) -> None:
-    # Given content this (anonymous) owner already holds
+    # Given content alice already holds
     data = os.urandom(30_000)
     held = upload(local_stack.api_url, data, filename="original.txt", content_type="text/plain")
     stats_before = read_stats(local_stack)
 
-    # When the owner declares the same SHA-256 for a new upload
+    # When she declares the same SHA-256 for a new upload
     response = create_upload(local_stack.api_url, data, filename="again.txt")
 
     # Then the answer is 409 with the held file's metadata, and no PUT to make
@@ -142,10 +144,15 @@ def test_declaring_a_hash_the_owner_holds_answers_409_with_nothing_to_upload(
         "size": len(data),
         "content_type": "text/plain",
         "sha256": sha256_hex(data),
-        "created_at": held["created_at"],
+        # When she first held it: the held upload's completion.
+        "created_at": held["completed_at"],
     }
     # ... and the request is recorded as a DUPLICATE upload that saved the whole size
-    recorded = requests.get(f"{local_stack.api_url}/uploads/{body['upload_id']}", timeout=30)
+    recorded = requests.get(
+        f"{local_stack.api_url}/uploads/{body['upload_id']}",
+        headers=local_stack.auth("alice"),
+        timeout=30,
+    )
     assert recorded.json()["status"] == "DUPLICATE"
     stats_after = read_stats(local_stack)
     assert stats_after["duplicates"] - stats_before["duplicates"] == 1

@@ -5,6 +5,11 @@ phases); every answer must be a documented status with a body, content type and 
 match the document, and never a 5xx. A stateful run follows the document's links, so the
 operations on an upload id also meet ids that exist.
 
+Requests are signed in as admin, the one user every operation (the admin routes included) answers
+with success; the uploads the fuzzing leaves PENDING count against admin's pending cap, not
+against the users the other tests upload as. Schemathesis' `ignored_auth` check also re-sends
+successful requests without the token and with a forged one, and requires them refused.
+
 The operations are collected from the committed openapi.json, because pytest collects them before
 the session's stack runs (schemathesis' fixture-based lazy loading does not work with pytest 9);
 `test_the_served_document_is_the_committed_one` pins that file to what the stack serves.
@@ -27,6 +32,7 @@ from tests.localstack import RunningStack
 pytestmark = pytest.mark.e2e
 
 COMMITTED_SPEC = Path(__file__).resolve().parents[2] / "openapi.json"
+FUZZ_USER = "admin"
 
 CONFIG = SchemathesisConfig.from_dict(
     {
@@ -76,7 +82,9 @@ def test_every_operation_answers_as_its_document_says(case: Any, local_stack: Ru
     # Given a generated request (valid or not) for one operation
     # When it is sent to the stack
     # Then the answer is no 5xx, and its status, body, content type and headers are documented
-    case.call_and_validate(base_url=local_stack.api_url, timeout=30)
+    case.call_and_validate(
+        base_url=local_stack.api_url, headers=local_stack.auth(FUZZ_USER), timeout=30
+    )
 
 
 def test_workflows_along_the_documents_links_answer_as_documented(
@@ -85,7 +93,11 @@ def test_workflows_along_the_documents_links_answer_as_documented(
     # Given a state machine that creates uploads and then feeds their ids to the linked operations
     class Workflow(schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            return {"base_url": local_stack.api_url, "timeout": 30}
+            return {
+                "base_url": local_stack.api_url,
+                "headers": local_stack.auth(FUZZ_USER),
+                "timeout": 30,
+            }
 
     # When it runs short random workflows
     # Then every step passes the same checks as the single operations
@@ -105,8 +117,10 @@ def test_a_path_no_route_serves_is_404_json(
     local_stack: RunningStack, method: str, path: str
 ) -> None:
     # Given a path outside the document
-    # When a client calls it
-    response = requests.request(method, f"{local_stack.api_url}{path}", timeout=10)
+    # When a signed-in client calls it (without a token, the gateway's answer is a 401)
+    response = requests.request(
+        method, f"{local_stack.api_url}{path}", headers=local_stack.auth(FUZZ_USER), timeout=10
+    )
 
     # Then it gets 404 JSON with a message
     assert response.status_code == 404, response.text
@@ -127,8 +141,10 @@ def test_a_method_the_path_does_not_serve_is_405_json_with_allow(
     local_stack: RunningStack, method: str, path: str, allowed: set[str]
 ) -> None:
     # Given a path the API serves, and a method it does not serve there
-    # When a client calls it
-    response = requests.request(method, f"{local_stack.api_url}{path}", timeout=10)
+    # When a signed-in client calls it
+    response = requests.request(
+        method, f"{local_stack.api_url}{path}", headers=local_stack.auth(FUZZ_USER), timeout=10
+    )
 
     # Then it gets 405 JSON with a message, and Allow lists the methods that path serves
     assert response.status_code == 405, response.text
@@ -151,7 +167,7 @@ def test_a_body_that_is_not_json_is_415_json(local_stack: RunningStack, content_
     response = requests.post(
         f"{local_stack.api_url}/uploads",
         data=body,
-        headers={"Content-Type": content_type},
+        headers={**local_stack.auth(FUZZ_USER), "Content-Type": content_type},
         timeout=10,
     )
 
@@ -168,7 +184,7 @@ def test_a_body_that_is_not_utf8_is_422_json(local_stack: RunningStack) -> None:
     response = requests.post(
         f"{local_stack.api_url}/uploads",
         data=body,
-        headers={"Content-Type": "application/json"},
+        headers={**local_stack.auth(FUZZ_USER), "Content-Type": "application/json"},
         timeout=10,
     )
 
@@ -184,7 +200,7 @@ def test_an_integral_json_number_is_an_integer(local_stack: RunningStack) -> Non
     response = requests.post(
         f"{local_stack.api_url}/uploads",
         data='{"filename": "a.bin", "size": 2048.0}',
-        headers={"Content-Type": "application/json"},
+        headers={**local_stack.auth(FUZZ_USER), "Content-Type": "application/json"},
         timeout=10,
     )
 
@@ -192,6 +208,9 @@ def test_an_integral_json_number_is_an_integer(local_stack: RunningStack) -> Non
     assert response.status_code == 201, response.text
     assert response.json()["upload"]["headers"]["Content-Length"] == "2048"
     fractional = requests.post(
-        f"{local_stack.api_url}/uploads", json={"filename": "a.bin", "size": 2048.5}, timeout=10
+        f"{local_stack.api_url}/uploads",
+        json={"filename": "a.bin", "size": 2048.5},
+        headers=local_stack.auth(FUZZ_USER),
+        timeout=10,
     )
     assert fractional.status_code == 422, fractional.text

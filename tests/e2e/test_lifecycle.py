@@ -32,7 +32,8 @@ def _refuses_connections(url: str) -> bool:
 def test_ctrl_c_stops_the_api_the_emulator_and_the_workers_and_exits_0(tmp_path: Path) -> None:
     # Given a running stack with one worker, serving on the URLs its banner printed
     with start_stack(tmp_path, "--workers", "1") as stack:
-        assert requests.get(f"{stack.api_url}/no-such-route", timeout=10).status_code == 404
+        assert requests.get(f"{stack.api_url}/auth/config", timeout=10).status_code == 200
+        assert requests.get(f"{stack.api_url}/no-such-route", timeout=10).status_code == 401
         assert len(stack.worker_pids) == 1
 
         # When it gets SIGINT, as from Ctrl-C in a terminal

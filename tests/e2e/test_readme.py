@@ -2,8 +2,9 @@
 
 A ```bash block right after `<!-- tested -->` is run verbatim: all such blocks, in order, as one
 bash script (`set -euo pipefail`, so a failing command fails the test), in an empty directory,
-with ONECOPY_API_URL pointing at the session's stack (the README's examples default to
-http://127.0.0.1:3000, `make run`'s address, and honour that variable, as the CLI does). A
+with ONECOPY_API_URL pointing at the session's stack and ONECOPY_PASSWORD set to its users'
+password (the README's examples default to http://127.0.0.1:3000 and Onecopy-local-1, `make
+run`'s address and password, and honour those variables, as the CLI does). A
 ```text block right after `<!-- output -->` is what the bash block before it prints: each of its
 lines must match one line of that block's output, in order (other lines may come between); `…`
 stands for any text.
@@ -66,10 +67,21 @@ def test_the_readme_walks_the_whole_flow_in_tested_examples() -> None:
     # Given the README's tested examples
     script = "\n".join(e.script for e in EXAMPLES)
 
-    # Then they create, PUT, poll, read metadata, download, and read the stats and hashes
-    for step in ("/uploads", "-X PUT", "/uploads/$ID", "/metadata/", "/download/", "/admin/"):
+    # Then they sign in, create, PUT, poll, read metadata, download, and read the stats and hashes
+    steps = ("/auth/config", "InitiateAuth", "/uploads", "-X PUT", "/uploads/$ID", "/metadata/")
+    for step in (*steps, "/download/", "/admin/"):
         assert step in script, f"no tested example uses {step}"
     assert "/admin/stats" in script and "/admin/hashes" in script
+    # ... and every call to the API carries a token, but the public /auth/config and the one
+    # that shows what happens without
+    commands = script.replace("\\\n", " ").splitlines()
+    unsigned = [
+        command
+        for command in commands
+        if '"$API/' in command and '-H "$AUTH"' not in command and '-H "$ADMIN"' not in command
+    ]
+    assert len(unsigned) == 2, unsigned
+    assert all("/auth/config" in c or "without a token" in c for c in unsigned), unsigned
     assert all(e.output for e in EXAMPLES), "each tested example shows what it prints"
 
 
@@ -101,7 +113,12 @@ def test_the_readme_examples_run_as_written(local_stack: RunningStack, tmp_path:
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "readme.sh"],
         cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ONECOPY_API_URL": api_url},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "ONECOPY_API_URL": api_url,
+            "ONECOPY_PASSWORD": local_stack.password,
+        },
         capture_output=True,
         text=True,
         timeout=240,

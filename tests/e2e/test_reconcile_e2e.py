@@ -15,11 +15,16 @@ pytestmark = pytest.mark.e2e
 
 
 def test_reconcile_after_uploads_reports_clean_counters(local_stack: RunningStack) -> None:
-    # Given a few uploads processed by the stack, one of them a duplicate
+    # Given a few uploads processed by the stack: alice's content, her duplicate of it, bob's
+    # match of it (STORED for him, a deduplication in the counters), and another new content
     first = os.urandom(3000)
-    views = [upload(local_stack.api_url, data, declare_sha256=False) for data in (first, first)]
-    views.append(upload(local_stack.api_url, os.urandom(2000), declare_sha256=False))
-    assert [view["status"] for view in views] == ["STORED", "DUPLICATE", "STORED"]
+    alice, bob = local_stack.auth("alice"), local_stack.auth("bob")
+    jobs = [(first, alice), (first, alice), (first, bob), (os.urandom(2000), alice)]
+    views = [
+        upload(local_stack.api_url, data, declare_sha256=False, headers=headers)
+        for data, headers in jobs
+    ]
+    assert [view["status"] for view in views] == ["STORED", "DUPLICATE", "STORED", "STORED"]
 
     # When ReconcileFunction is invoked with boto3's Lambda client at the stack's endpoint
     lambda_client = boto3.client(
@@ -42,4 +47,4 @@ def test_reconcile_after_uploads_reports_clean_counters(local_stack: RunningStac
     assert report["clean"] is True
     assert report["repaired"] is False
     assert report["counters"] == report["facts"]
-    assert report["facts"]["uploads"] >= 3
+    assert report["facts"]["uploads"] >= 4

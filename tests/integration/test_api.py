@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 DATA = b"hello from onecopy\n"
 SHA = hashlib.sha256(DATA).hexdigest()
 SIGNED_HEADERS = "content-length;content-type;host;if-none-match"
+ALICE, BOB = "alice-sub", "bob-sub"
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,23 @@ class Api:
         self.s3 = clients.s3()
         self.ddb = clients.dynamodb()
 
-    def call(self, method: str, path: str, body: Any = None, *, sub: str | None = None) -> Reply:
-        event = http_event(method, path, body)
-        if sub is not None:
-            # What API Gateway adds when a JWT authorizer accepted the caller's token.
-            event["requestContext"]["authorizer"] = {"jwt": {"claims": {"sub": sub}, "scopes": []}}
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        sub: str | None = ALICE,
+        groups: tuple[str, ...] = (),
+    ) -> Reply:
+        """A request as API Gateway passes it on once its JWT authorizer accepted `sub`'s token
+        (`sub=None`: no authorizer ran)."""
+        event = http_event(method, path, body, sub=sub, groups=groups)
         response = self.module.lambda_handler(event, LambdaContext())
-        return Reply(int(response["statusCode"]), json.loads(response["body"]), response["headers"])
+        text = response.get("body") or "null"
+        return Reply(int(response["statusCode"]), json.loads(text), response["headers"])
 
-    def create(self, data: bytes = DATA, *, sub: str | None = None, **fields: Any) -> Reply:
+    def create(self, data: bytes = DATA, *, sub: str = ALICE, **fields: Any) -> Reply:
         body = {
             "filename": "hello.txt",
             "size": len(data),
@@ -123,16 +132,22 @@ def test_create_upload_returns_a_presigned_put_for_exactly_the_declared_bytes(ap
     expires_at = datetime.fromisoformat(reply.body["expires_at"])
     now = datetime.now(UTC)
     assert now < expires_at <= now + timedelta(seconds=int(query["X-Amz-Expires"]))
-    assert api.item(upload_id) == {
+    item = api.item(upload_id)
+    assert item == {
         "upload_id": upload_id,
-        "owner": "anonymous",
+        "owner": ALICE,
         "filename": "hello.txt",
         "size": len(DATA),
         "content_type": "text/plain",
-        "created_at": api.item(upload_id)["created_at"],
+        "created_at": item["created_at"],
         "declared_sha256": SHA,
         "status": "PENDING",
+        # Counted against the owner's pending cap until the URL expires; TTL'd days later.
+        "pending_owner": ALICE,
+        "url_expires_at": item["url_expires_at"],
+        "expires_at": item["expires_at"],
     }
+    assert datetime.fromisoformat(item["url_expires_at"]) == expires_at
     assert api.state().objects == {}  # nothing in S3 until the client PUTs
     api.check()
 
@@ -209,32 +224,59 @@ def test_declaring_content_the_caller_holds_answers_409_and_counts_a_duplicate(a
     }
     assert after.contents[SHA]["upload_count"] == 2
     assert after.objects.keys() == {f"cas/sha256/{SHA}"}  # nothing to PUT, nothing staged
-    status = api.call("GET", f"/uploads/{body['upload_id']}")
+    status = api.call("GET", f"/uploads/{body['upload_id']}", sub=sub)
     assert (status.status, status.body["status"], status.body["sha256"]) == (200, "DUPLICATE", SHA)
+    holding = after.holdings[(sub, SHA)]
+    assert (holding["upload_id"], holding["upload_count"]) == (first, 2)
     api.check(first, body["upload_id"])
 
 
-@pytest.mark.parametrize(
-    ("holder", "caller"),
-    [("alice", "bob"), (None, "bob"), ("alice", None)],
-    ids=["other-user", "anonymous-holds", "user-holds"],
-)
-def test_content_held_by_someone_else_is_uploaded_normally(
-    api: Api, holder: str | None, caller: str | None
-) -> None:
-    first = api.create(sub=holder).body["upload_id"]
+def test_content_held_by_someone_else_is_uploaded_normally_and_ends_stored(api: Api) -> None:
+    # Given content only alice holds
+    first = api.create(sub=ALICE).body["upload_id"]
     api.deliver(first)
     before = api.state()
 
-    reply = api.create(sub=caller)
+    # When bob declares the same hash and size
+    reply = api.create(sub=BOB, filename="mine.txt")
 
-    # The answer must not reveal that another owner holds these bytes.
+    # Then he gets a normal upload, as for unknown content: the hash proves nothing
     assert reply.status == 201
-    assert reply.body["status"] == "PENDING"
+    assert reply.body["status"] == "PENDING" and "upload" in reply.body
     after = api.state()
-    assert (after.counters, after.contents) == (before.counters, before.contents)
-    assert api.deliver(reply.body["upload_id"]) is Outcome.DUPLICATE
-    api.check(first, reply.body["upload_id"])
+    assert (after.counters, after.contents, after.holdings) == (
+        before.counters,
+        before.contents,
+        before.holdings,
+    )
+    # And once his bytes arrive, he holds the content: STORED, as if nobody else had it
+    upload_id = reply.body["upload_id"]
+    api.deliver(upload_id)
+    status = api.call("GET", f"/uploads/{upload_id}", sub=BOB)
+    assert (status.status, status.body["status"]) == (200, "STORED")
+    # While the admin counters count the deduplication
+    counters = api.state().counters
+    assert counters["duplicates"] == before.counters["duplicates"] + 1
+    assert counters["files"] == before.counters["files"]
+    api.check(first, upload_id)
+
+
+def test_a_wrong_size_for_a_hash_someone_else_holds_reveals_nothing(api: Api) -> None:
+    # Given content alice holds
+    api.deliver(api.create(sub=ALICE).body["upload_id"])
+    before = api.state()
+
+    # When bob declares its hash with another size
+    reply = api.create(sub=BOB, size=5000)
+
+    # Then it is a normal upload (S3 will refuse bytes that do not match), naming no size
+    assert reply.status == 201
+    assert set(reply.body) == {"upload_id", "status", "upload", "expires_at"}
+    assert reply.body["upload"]["headers"]["Content-Length"] == "5000"
+    assert api.state().counters == before.counters
+    # While alice, who holds it, is told about her own file
+    own = api.create(sub=ALICE, size=5000)
+    assert own.status == 400 and f"{len(DATA)} bytes you already stored" in own.body["message"]
 
 
 def test_a_rejected_or_pending_upload_does_not_count_as_held(api: Api) -> None:
@@ -434,3 +476,158 @@ def test_an_event_that_is_not_an_http_api_request_is_a_400_not_a_crash(api: Api,
     assert response["statusCode"] == 400
     assert response["headers"] == {"Content-Type": "application/json"}
     assert "payload format version 2.0" in json.loads(response["body"])["message"]
+
+
+# --- identity: who may call what ---------------------------------------------------------------
+
+_PROTECTED: list[tuple[str, str, Any]] = [
+    ("POST", "/uploads", {"filename": "a.txt", "size": 3}),
+    ("GET", f"/uploads/{'0' * 32}", None),
+    ("DELETE", f"/uploads/{'0' * 32}", None),
+    ("POST", f"/uploads/{'0' * 32}/parts", {"part_numbers": [1]}),
+    ("GET", f"/uploads/{'0' * 32}/parts", None),
+    ("POST", f"/uploads/{'0' * 32}/complete", {"parts": [{"part_number": 1, "etag": "e"}]}),
+    ("GET", f"/metadata/{SHA}", None),
+    ("GET", f"/download/{SHA}", None),
+    ("GET", "/admin/stats", None),
+    ("GET", "/admin/hashes", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), _PROTECTED)
+def test_a_protected_route_without_a_verified_caller_is_401_never_a_default_owner(
+    api: Api, method: str, path: str, body: Any
+) -> None:
+    # Given a stack holding something (so "nothing changed" means something)
+    api.deliver(api.create().body["upload_id"])
+    before = api.state()
+
+    # When a request reaches the function with no authorizer claims (a misconfigured gateway)
+    reply = api.call(method, path, body, sub=None)
+
+    # Then it is refused as API Gateway itself refuses a missing token, and nothing changed
+    assert (reply.status, reply.body) == (401, {"message": "Unauthorized"})
+    assert api.state() == before
+
+
+@pytest.mark.parametrize("path", ["/auth/config", "/openapi.json", "/docs"])
+def test_the_public_routes_need_no_token(api: Api, path: str) -> None:
+    event = http_event("GET", path, sub=None)
+
+    response = api.module.lambda_handler(event, LambdaContext())
+
+    assert response["statusCode"] == 200
+
+
+def test_auth_config_tells_clients_where_to_sign_in(api: Api) -> None:
+    reply = api.call("GET", "/auth/config", sub=None)
+
+    env = api.resources.function_env()
+    assert reply.status == 200
+    assert reply.body == {
+        "issuer": env["AUTH_ISSUER"],
+        "user_pool_id": env["AUTH_USER_POOL_ID"],
+        "client_id": env["AUTH_CLIENT_ID"],
+        "region": "us-east-1",
+        "cognito_endpoint": env["AUTH_COGNITO_ENDPOINT"],
+    }
+    assert reply.body["issuer"].endswith("/" + reply.body["user_pool_id"])
+
+
+@pytest.mark.parametrize("path", ["/admin/stats", "/admin/hashes"])
+def test_admin_routes_are_403_for_a_signed_in_non_admin(api: Api, path: str) -> None:
+    for groups in [(), ("editors",), ("administrators",)]:
+        reply = api.call("GET", path, groups=groups)
+        assert (reply.status, reply.body) == (403, {"message": "admins only"})
+
+
+@pytest.mark.parametrize("path", ["/admin/stats", "/admin/hashes"])
+def test_admin_routes_answer_the_admins_group_in_either_claim_form(api: Api, path: str) -> None:
+    # API Gateway flattens the groups array into "[editors admins]"; another gateway may not
+    assert api.call("GET", path, groups=("editors", "admins")).status == 200
+    event = http_event("GET", path)
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = ["admins"]
+    assert api.module.lambda_handler(event, LambdaContext())["statusCode"] == 200
+
+
+# --- every upload is its owner's alone ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_another_owner_s_upload_answers_exactly_as_an_unknown_id(api: Api, multipart: bool) -> None:
+    # Given alice's pending upload, and an id nobody created
+    mine = api.create(sub=ALICE, multipart=multipart).body["upload_id"]
+    unknown = "f" * 32
+    before = api.state()
+
+    for method, suffix, body in [
+        ("GET", "", None),
+        ("DELETE", "", None),
+        ("POST", "/parts", {"part_numbers": [1]}),
+        ("GET", "/parts", None),
+        ("POST", "/complete", {"parts": [{"part_number": 1, "etag": "e"}]}),
+    ]:
+        # When bob asks about alice's upload, and about the unknown one
+        theirs = api.call(method, f"/uploads/{mine}{suffix}", body, sub=BOB)
+        nobody = api.call(method, f"/uploads/{unknown}{suffix}", body, sub=BOB)
+        # Then both answers are the same 404, but for the id they echo
+        assert theirs.status == nobody.status == 404, (method, suffix)
+        assert theirs.body == {"message": nobody.body["message"].replace(unknown, mine)}
+        assert theirs.headers == nobody.headers
+
+    # And alice's upload is untouched
+    assert api.state() == before
+    assert api.call("GET", f"/uploads/{mine}", sub=ALICE).body["status"] == "PENDING"
+
+
+def test_another_owner_cannot_abort_an_upload(api: Api) -> None:
+    mine = api.create(sub=ALICE).body["upload_id"]
+
+    assert api.call("DELETE", f"/uploads/{mine}", sub=BOB).status == 404
+    assert api.deliver(mine) is Outcome.STORED
+    assert api.call("GET", f"/uploads/{mine}", sub=ALICE).body["status"] == "STORED"
+
+
+# --- the per-owner cap on pending uploads ------------------------------------------------------
+
+
+@pytest.fixture
+def capped(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    """The API with MAX_PENDING_UPLOADS=2."""
+    settings = api.module.settings.model_copy(update={"max_pending_uploads": 2})
+    monkeypatch.setattr(api.module, "settings", settings)
+    api.module._upload_policy.cache_clear()
+    yield api
+    api.module._upload_policy.cache_clear()
+
+
+def test_beyond_the_pending_cap_an_owner_gets_429_and_nothing_is_written(capped: Api) -> None:
+    # Given alice at the cap, and content she holds
+    held = capped.create(sub=ALICE, filename="held.txt").body["upload_id"]
+    capped.deliver(held)
+    pending = [capped.create(sub=ALICE, data=f"p{i}".encode()) for i in range(2)]
+    assert [p.status for p in pending] == [201, 201]
+    before = capped.state()
+
+    # When she starts another upload
+    reply = capped.create(sub=ALICE, data=b"one too many")
+
+    # Then she must wait, is told for how long, and nothing was written
+    assert reply.status == 429
+    assert reply.body["message"]
+    assert 0 < int(reply.headers["Retry-After"]) <= 900
+    assert capped.state() == before
+    # While bob is not affected by her uploads
+    assert capped.create(sub=BOB, data=b"bob's").status == 201
+    # And a 409 pre-check of content she holds waits for no bytes: still answered
+    assert capped.create(sub=ALICE).status == 409
+    # And aborting a pending upload frees a place
+    assert capped.call("DELETE", f"/uploads/{pending[0].body['upload_id']}").status == 204
+    assert capped.create(sub=ALICE, data=b"one too many").status == 201
+
+
+def test_a_finished_upload_no_longer_counts_against_the_cap(capped: Api) -> None:
+    for i in range(3):
+        created = capped.create(sub=ALICE, data=f"file {i}".encode())
+        assert created.status == 201
+        capped.deliver(created.body["upload_id"], f"file {i}".encode())

@@ -8,10 +8,13 @@ delivery gives. Between the crash and the redelivery only two deviations are all
 under cas/ without its record when the crash fell between the copy and the transaction, and the
 upload's staging object, which the redelivery removes.
 
-Scenarios: new content (hash from HeadObject, or streamed), a duplicate, two rejections, a
-multipart object; and a worker overtaken at step k (tests.faults.Scheduler) by another worker
-storing the same content, by a second delivery of its own message, by the client aborting, or
-by a second worker completing the upload after which the client PUTs other bytes to the URL.
+Scenarios: new content (hash from HeadObject, or streamed), a content another owner stored (a
+match: STORED without a copy), a content the owner already holds (a duplicate: the match's
+transaction fails on the holding, then the duplicate's applies), two rejections, a multipart
+object; and a worker overtaken at step k (tests.faults.Scheduler) by another worker storing the
+same content for another owner or for the same one, by a second delivery of its own message, by
+the client aborting, or by a second worker completing the upload after which the client PUTs
+other bytes to the URL.
 Overtaken workers are crashed at k, and separately resumed.
 
 The step lists below are the enumeration itself: `test_each_scenario_makes_exactly_the_listed_
@@ -62,20 +65,30 @@ NEW_STREAMED = (
     "TransactWriteItems",
     "DeleteObject",
 )
-DUPLICATE = ("GetItem", "HeadObject", "GetItem", "TransactWriteItems", "DeleteObject")
+MATCH = ("GetItem", "HeadObject", "GetItem", "TransactWriteItems", "DeleteObject")
+DUPLICATE = (
+    "GetItem",
+    "HeadObject",
+    "GetItem",
+    "TransactWriteItems",  # as a match: cancelled, the owner's holding exists
+    "TransactWriteItems",  # as a duplicate
+    "DeleteObject",
+)
 REJECTED = ("GetItem", "HeadObject", "GetObject", "TransactWriteItems", "DeleteObject")
 
 SINGLE = {
     "new-head": NEW_HEAD,  # S3 verified a SHA-256 on arrival: HeadObject alone tells the hash
     "new-streamed": NEW_STREAMED,  # no declared hash: the worker reads and hashes the bytes
-    "duplicate": DUPLICATE,
+    "match": MATCH,  # another owner's content
+    "duplicate": DUPLICATE,  # the owner's own content again
     "rejected-checksum": REJECTED,
     "rejected-size": REJECTED,
     "multipart": NEW_STREAMED,  # a multipart object has no full-object SHA-256: streamed
 }
 # A worker (A) on new content is overtaken at step k; it follows NEW_STREAMED up to there.
 RACES = {
-    "race-two-uploads": NEW_STREAMED,  # B stores the same content from another upload
+    "race-two-uploads": NEW_STREAMED,  # B stores the same content from bob's upload
+    "race-two-uploads-same-owner": NEW_STREAMED,  # ... from another upload of alice's
     "race-two-uploads-other-after": NEW_STREAMED,  # ... only after A died at k
     "race-same-upload": NEW_STREAMED,  # one message handed to A and B at once
     "race-abort": NEW_STREAMED,  # the client aborts the upload (DELETE /uploads/{id})
@@ -149,11 +162,14 @@ def given(rig: Rig, scenario: str) -> Target:
         target = rig.uploaded(DATA, sha256=sha(DATA), checksum=True)
     elif scenario == "new-streamed" or scenario.startswith("race-"):
         target = rig.uploaded(DATA)
-    elif scenario == "duplicate":
+    elif scenario in ("match", "duplicate"):
         first = rig.uploaded(DATA, sha256=sha(DATA), checksum=True)
         assert rig.deliver(*first.bodies) == []
         rig.expected.delivered(first.upload_id, DATA)
-        target = rig.uploaded(DATA, owner="bob", sha256=sha(DATA), checksum=True)
+        if scenario == "match":
+            target = rig.uploaded(DATA, owner="bob", sha256=sha(DATA), checksum=True)
+        else:  # declared, alice's hash would be answered 409; S3 still verifies the checksum
+            target = rig.uploaded(DATA, checksum=True)
         target.settled.append(first.upload_id)
     elif scenario == "rejected-checksum":
         upload_id = rig.create(DATA, sha256=sha(DATA))
@@ -276,7 +292,7 @@ def test_an_error_at_any_step_fails_only_its_message(
 def overtake(rig: Rig, scheduler: Scheduler, scenario: str, target: Target) -> list[str]:
     """What happens while A is paused; returns the uploads that are settled afterwards."""
     if scenario.startswith("race-two-uploads"):
-        other = rig.uploaded(DATA, owner="bob")
+        other = rig.uploaded(DATA, owner="alice" if scenario.endswith("same-owner") else "bob")
         rig.expected.delivered(other.upload_id, DATA)
         b = scheduler.spawn("B", rig.handle(other.bodies[0]))
         scheduler.finish(b)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -27,6 +28,8 @@ from domain.model import (
     complete,
     content_key,
     new_content,
+    new_upload_id,
+    pending_expiry,
     sha256_hex_to_b64,
     staging_key,
 )
@@ -42,7 +45,7 @@ SHA = hashlib.sha256(DATA).hexdigest()
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 POLICY = UploadPolicy(
-    url_ttl_seconds=900, multipart_threshold=100 * 1024**2, part_size=16 * 1024**2
+    url_ttl_seconds=900, multipart_threshold=100 * 1024**2, part_size=16 * 1024**2, max_pending=100
 )
 
 
@@ -131,6 +134,7 @@ def world(aws: Any) -> Iterator[World]:
         clients.dynamodb(),
         uploads_table=aws.uploads_table,
         contents_table=aws.contents_table,
+        holdings_table=aws.holdings_table,
         stats_table=aws.stats_table,
         stats_shards=aws.stats_shards,
     )
@@ -160,10 +164,10 @@ def test_new_content_is_stored_under_its_hash(world: World, s3_checksum: bool) -
     world.check(upload_id)
 
 
-def test_the_same_bytes_again_are_a_duplicate(world: World) -> None:
+def test_the_same_bytes_again_from_the_same_owner_are_a_duplicate(world: World) -> None:
     first = world.upload(owner="alice")
     world.ingest(first)
-    second = world.upload(owner="bob")
+    second = world.upload(owner="alice", declare=False)  # declared, it would be a 409
 
     result = world.ingest(second)
 
@@ -172,11 +176,61 @@ def test_the_same_bytes_again_are_a_duplicate(world: World) -> None:
     content = world.ledger.get_content(SHA)
     assert content is not None
     assert (content.upload_count, content.first_upload_id) == (2, first)
+    holding = world.ledger.get_holding("alice", SHA)
+    assert holding is not None
+    assert (holding.upload_id, holding.upload_count) == (first, 2)
     assert world.state().keys("cas/") == {content_key(SHA)}
     assert world.state().keys("staging/") == set()
     world.expected.delivered(first, DATA)
     world.expected.delivered(second, DATA)
     world.check(first, second)
+
+
+def test_another_owners_content_is_stored_for_the_uploader_without_a_copy(world: World) -> None:
+    first = world.upload(owner="alice")
+    world.ingest(first)
+    copied = world.state().objects[content_key(SHA)]
+    second = world.upload(owner="bob")
+
+    result = world.ingest(second)
+
+    # bob is told what he would be told of new content: STORED (he now holds it) ...
+    assert result.outcome is Outcome.MATCHED
+    assert world.get(second).status is UploadStatus.STORED
+    # ... while the bytes were not copied again, and the admin counters count the saving.
+    assert world.state().objects == {content_key(SHA): copied}
+    stats = world.ledger.read_stats()
+    assert (stats.files, stats.uploads, stats.duplicates, stats.bytes_saved) == (1, 2, 1, len(DATA))
+    content = world.ledger.get_content(SHA)
+    assert content is not None and (content.upload_count, content.first_upload_id) == (2, first)
+    bobs = world.ledger.get_holding("bob", SHA)
+    assert bobs is not None and (bobs.upload_id, bobs.upload_count) == (second, 1)
+    alices = world.ledger.get_holding("alice", SHA)
+    assert alices is not None and (alices.upload_id, alices.upload_count) == (first, 1)
+    world.expected.delivered(first, DATA)
+    world.expected.delivered(second, DATA)
+    world.check(first, second)
+
+
+def test_the_owner_who_matched_a_content_then_holds_it_like_any_other(world: World) -> None:
+    uploads = [
+        world.upload(owner="alice"),
+        world.upload(owner="bob"),
+        world.upload(owner="bob", declare=False),
+        world.upload(owner="alice", declare=False),
+    ]
+
+    outcomes = [world.ingest(upload_id).outcome for upload_id in uploads]
+
+    assert outcomes == [Outcome.STORED, Outcome.MATCHED, Outcome.DUPLICATE, Outcome.DUPLICATE]
+    state = world.state()
+    assert {key: h["upload_count"] for key, h in state.holdings.items()} == {
+        ("alice", SHA): 2,
+        ("bob", SHA): 2,
+    }
+    for upload_id in uploads:
+        world.expected.delivered(upload_id, DATA)
+    world.check(*uploads)
 
 
 def test_a_duplicate_without_a_declared_hash_is_found_by_streaming(world: World) -> None:
@@ -300,6 +354,7 @@ def test_events_in_any_order_give_the_same_contents_and_counters(world: World) -
     for upload_id in (upload_b, duplicate, original, upload_a):
         world.ingest(upload_id)
 
+    # The one alice's first processed upload of A is STORED, whichever she created first.
     assert world.get(duplicate).status is UploadStatus.STORED
     assert {world.get(original).status, world.get(upload_a).status} == {UploadStatus.DUPLICATE}
     for upload_id, data in ((upload_b, b), (duplicate, a), (original, a), (upload_a, a)):
@@ -447,7 +502,7 @@ def test_a_crash_after_a_duplicate_is_recorded_does_not_count_it_twice(
 ) -> None:
     first = world.upload(owner="alice")
     world.ingest(first)
-    second = world.upload(owner="bob")
+    second = world.upload(owner="alice", declare=False)
     crash_once(world.ledger, "record_duplicate", monkeypatch, before=False)
 
     with pytest.raises(Crash):
@@ -476,11 +531,16 @@ def run_before(
     monkeypatch.setattr(obj, name, wrapper)
 
 
-def test_two_uploads_of_new_content_racing_give_one_stored_one_duplicate(
-    world: World, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("other_owner", "loser"),
+    [("alice", Outcome.DUPLICATE), ("bob", Outcome.MATCHED)],
+    ids=["same-owner", "two-owners"],
+)
+def test_two_uploads_of_new_content_racing_store_it_once(
+    world: World, monkeypatch: pytest.MonkeyPatch, other_owner: str, loser: Outcome
 ) -> None:
     first = world.upload(owner="alice")
-    second = world.upload(owner="bob")
+    second = world.upload(owner=other_owner)
     results: list[Result] = []
     # Both workers find no content and copy; the second one records first.
     run_before(
@@ -489,9 +549,11 @@ def test_two_uploads_of_new_content_racing_give_one_stored_one_duplicate(
 
     results.append(world.ingest(first))
 
-    assert [r.outcome for r in results] == [Outcome.STORED, Outcome.DUPLICATE]
+    # The loser matches the content: STORED for an owner who did not hold it yet.
+    assert [r.outcome for r in results] == [Outcome.STORED, loser]
     assert world.get(second).status is UploadStatus.STORED
-    assert world.get(first).status is UploadStatus.DUPLICATE
+    want = UploadStatus.DUPLICATE if loser is Outcome.DUPLICATE else UploadStatus.STORED
+    assert world.get(first).status is want
     world.expected.delivered(second, DATA)
     world.expected.delivered(first, DATA)
     world.check(first, second)
@@ -536,7 +598,7 @@ def test_a_duplicate_racing_a_redelivery_of_itself_counts_once(
 ) -> None:
     first = world.upload(owner="alice")
     world.ingest(first)
-    second = world.upload(owner="bob")
+    second = world.upload(owner="alice", declare=False)
     run_before(world.ledger, "record_duplicate", monkeypatch, lambda: world.ingest(second))
 
     result = world.ingest(second)
@@ -573,11 +635,13 @@ class _Serialized:
 
 
 def test_many_workers_on_the_same_new_content_store_it_once(world: World) -> None:
-    uploads = [world.upload(owner=f"user{n}") for n in range(6)]
+    # Two owners, three uploads each: each owner ends with one STORED and two DUPLICATE.
+    uploads = [world.upload(owner=("alice", "bob")[n % 2]) for n in range(6)]
     ledger = Ledger(
         _Serialized(world.ddb),  # type: ignore[arg-type]
         uploads_table=world.ledger.uploads_table,
         contents_table=world.ledger.contents_table,
+        holdings_table=world.ledger.holdings_table,
         stats_table=world.ledger.stats_table,
         stats_shards=world.ledger.stats_shards,
     )
@@ -603,8 +667,10 @@ def test_many_workers_on_the_same_new_content_store_it_once(world: World) -> Non
         t.join(timeout=60)
 
     assert errors == []
-    assert outcomes.count(Outcome.STORED) == 1
-    assert outcomes.count(Outcome.DUPLICATE) == len(uploads) - 1
+    # One upload stores the content, one of the other owner's matches it, the rest duplicate.
+    assert (outcomes.count(Outcome.STORED), outcomes.count(Outcome.MATCHED)) == (1, 1)
+    assert outcomes.count(Outcome.DUPLICATE) == len(uploads) - 2
+    assert len(world.state().keys("cas/")) == 1
     assert outcomes.count(Outcome.ALREADY_COMPLETE) == len(uploads)
     for upload_id in uploads:
         world.expected.delivered(upload_id, DATA)
@@ -628,11 +694,87 @@ def test_the_ledger_reports_a_lost_race_for_the_content_as_content_exists(world:
     assert world.get(second).status is UploadStatus.PENDING
 
 
+def test_the_ledger_reports_a_content_the_owner_held_already(world: World) -> None:
+    world.ingest(world.upload(owner="alice"))
+    pending = world.get(world.create(owner="alice", declare=False))
+    before = world.state()
+
+    applied = world.ledger.record_match(
+        complete(pending, UploadStatus.STORED, utcnow(), sha256=SHA)
+    )
+
+    assert applied is Applied.ALREADY_HELD
+    assert world.state() == before
+
+
+def test_a_held_duplicate_without_the_holding_writes_nothing(world: World) -> None:
+    world.ingest(world.upload(owner="alice"))
+    request = world.get(world.create(owner="bob", declare=False))
+    before = world.state()
+
+    duplicate = complete(request, UploadStatus.DUPLICATE, utcnow(), sha256=SHA)
+    applied = world.ledger.record_held_duplicate(replace(duplicate, upload_id="e" * 32))
+
+    assert applied is Applied.NOT_HELD
+    assert world.state() == before
+
+
+def test_a_pending_upload_counts_against_its_owner_until_its_url_expires(world: World) -> None:
+    now = utcnow()
+    for owner, expires_in in [("alice", 60), ("alice", 60), ("alice", -1), ("bob", 60)]:
+        world.ledger.create_upload(
+            Upload(
+                upload_id=new_upload_id(),
+                owner=owner,
+                filename="f.bin",
+                size=1,
+                content_type="application/octet-stream",
+                created_at=now - timedelta(seconds=120),
+                url_expires_at=now + timedelta(seconds=expires_in),
+            )
+        )
+
+    assert world.ledger.count_pending("alice", now) == 2
+    assert world.ledger.count_pending("bob", now) == 1
+    assert world.ledger.count_pending("carol", now) == 0
+
+
+def test_completion_drops_the_pending_attributes_and_a_claim_drops_the_ttl(world: World) -> None:
+    upload_id = world.upload(owner="alice")
+    item = world.state().uploads[upload_id]
+    assert item["pending_owner"] == "alice"
+    assert item["url_expires_at"] == world.get(upload_id).url_expires_at.isoformat()  # type: ignore[union-attr]
+    assert item["expires_at"] == pending_expiry(
+        world.get(upload_id).created_at, POLICY.url_ttl_seconds
+    )
+
+    assert world.ledger.claim_content(upload_id, SHA)
+    claimed = world.state().uploads[upload_id]
+    assert "expires_at" not in claimed and claimed["pending_owner"] == "alice"
+
+    world.ingest(upload_id)
+    done = world.state().uploads[upload_id]
+    assert not {"pending_owner", "url_expires_at", "expires_at", "claimed_sha256"} & done.keys()
+    assert world.ledger.count_pending("alice", utcnow()) == 0
+
+
+def test_an_event_for_an_upload_removed_by_ttl_is_counted_nowhere(world: World) -> None:
+    upload_id = world.upload(owner="alice")
+    # DynamoDB's TTL removed the PENDING upload (its URL expired unused, days ago).
+    world.ddb.delete_item(
+        TableName=world.resources.uploads_table, Key={"upload_id": {"S": upload_id}}
+    )
+    before = world.state()
+
+    assert world.ingest(upload_id).outcome is Outcome.UNKNOWN_UPLOAD
+    assert world.state() == before  # the staging object is left to the bucket's lifecycle rule
+
+
 # --- the oracle itself -------------------------------------------------------------------------
 
 
 def _corrupt(world: World, what: str, upload_id: str) -> None:
-    table = {"uploads": world.resources.uploads_table, "contents": world.resources.contents_table}
+    table = {"uploads": world.resources.uploads_table, "holdings": world.resources.holdings_table}
     cas = content_key(SHA)
     if what == "object-missing":
         world.s3.delete_object(Bucket=world.bucket, Key=cas)
@@ -655,6 +797,18 @@ def _corrupt(world: World, what: str, upload_id: str) -> None:
         )
     elif what == "staging-left":
         world.put(upload_id)
+    elif what == "holding-missing":
+        key = {"owner": {"S": "alice"}, "sha256": {"S": SHA}}
+        world.ddb.delete_item(TableName=table["holdings"], Key=key)
+    elif what == "holding-count":
+        world.ledger.set_holding_count("alice", SHA, 1)
+    elif what == "pending-forever":
+        pending = world.create(DATA, declare=False)
+        world.ddb.update_item(
+            TableName=table["uploads"],
+            Key={"upload_id": {"S": pending}},
+            UpdateExpression="REMOVE expires_at",
+        )
 
 
 @pytest.mark.parametrize(
@@ -668,11 +822,14 @@ def _corrupt(world: World, what: str, upload_id: str) -> None:
         ("second-stored", "2 STORED uploads"),
         ("pending-with-hash", "[3]"),
         ("staging-left", "[5]"),
+        ("holding-missing", "[8]"),
+        ("holding-count", "[8]"),
+        ("pending-forever", "[7]"),
     ],
 )
 def test_the_invariants_catch_each_kind_of_corruption(world: World, what: str, tag: str) -> None:
     first = world.upload(owner="alice")
-    second = world.upload(owner="bob")
+    second = world.upload(owner="alice", declare=False)
     world.ingest(first)
     world.ingest(second)
     check_invariants(world.resources, world.s3, world.ddb, settled=[first, second])
@@ -768,6 +925,7 @@ def test_a_transaction_conflict_on_a_hot_counter_is_retried_in_place(world: Worl
         _ConflictOnce(world.ddb),  # type: ignore[arg-type]
         uploads_table=world.ledger.uploads_table,
         contents_table=world.ledger.contents_table,
+        holdings_table=world.ledger.holdings_table,
         stats_table=world.ledger.stats_table,
         stats_shards=world.ledger.stats_shards,
     )

@@ -39,6 +39,7 @@ pytestmark = pytest.mark.integration
 
 FUNCTIONS = ("ApiFunction", "WorkerFunction", "ReconcileFunction")
 ADMIN = "admin"
+ADMINS = ("admins",)  # the caller's groups for /admin/*
 
 
 def unexercised(resources: Resources) -> dict[tuple[str, str, str], str]:
@@ -125,11 +126,19 @@ class Harness:
 
     # --- the functions, as AWS invokes them ---------------------------------------------------
 
-    def api(self, method: str, path: str, body: Any = None, **query: str) -> Reply:
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        groups: tuple[str, ...] = (),
+        **query: str,
+    ) -> Reply:
         from handlers import api
 
         self.act_as("ApiFunction")
-        event = http_event(method, path, body)
+        event = http_event(method, path, body, groups=groups)
         if query:
             event["rawQueryString"] = urlencode(query)
             event["queryStringParameters"] = query
@@ -325,12 +334,12 @@ def read_pages(h: Harness) -> None:
     assert download.status == 200, download.body
     got = requests.get(download.body["url"], timeout=30)
     assert got.status_code == 200 and got.content == first, got.text
-    stats = h.api("GET", "/admin/stats")
+    stats = h.api("GET", "/admin/stats", groups=ADMINS)
     assert stats.status == 200 and stats.body["total_files"] == 2, stats.body
-    page = h.api("GET", "/admin/hashes", limit="1")
+    page = h.api("GET", "/admin/hashes", groups=ADMINS, limit="1")
     assert page.status == 200 and len(page.body["items"]) == 1, page.body
     token = page.body["last_evaluated_key"]
-    rest = h.api("GET", "/admin/hashes", limit="1", last_evaluated_key=token)
+    rest = h.api("GET", "/admin/hashes", groups=ADMINS, limit="1", last_evaluated_key=token)
     assert rest.status == 200 and len(rest.body["items"]) == 1, rest.body
 
 
@@ -347,17 +356,30 @@ def reconcile_report_and_repair(h: Harness) -> None:
         UpdateExpression="ADD files :f",
         ExpressionAttributeValues={":f": {"N": "5"}},
     )
-    ddb.update_item(
-        TableName=h.resources.contents_table,
-        Key={"sha256": {"S": view["sha256"]}},
-        UpdateExpression="SET upload_count = :n",
-        ExpressionAttributeValues={":n": {"N": "99"}},
-    )
+    for table, key in (
+        (h.resources.contents_table, {"sha256": {"S": view["sha256"]}}),
+        (
+            h.resources.holdings_table,
+            {"owner": {"S": view_owner(h)}, "sha256": {"S": view["sha256"]}},
+        ),
+    ):
+        ddb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET upload_count = :n",
+            ExpressionAttributeValues={":n": {"N": "99"}},
+        )
     report = h.reconcile("reconcile_scheduled.json")
     assert report["clean"] is False and report["repaired"] is False, report
     repaired = h.reconcile("reconcile_repair.json")
     assert repaired["repaired"] is True, repaired
     assert h.reconcile("reconcile_scheduled.json")["clean"] is True
+
+
+def view_owner(h: Harness) -> str:
+    """The one owner the harness calls as (the sample event's signed-in caller)."""
+    owner: str = http_event("GET", "/")["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
+    return owner
 
 
 SCENARIOS: dict[str, Callable[[Harness], None]] = {

@@ -4,6 +4,7 @@ the most specific path, then a specific method over ANY, $default last; no route
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -85,8 +86,9 @@ class Recorder:
 
 @pytest.fixture
 def gateway() -> Iterator[tuple[str, dict[str, Recorder]]]:
-    """The template's routes, served on a free port, each function a recorder."""
-    routes = template_routes(template())
+    """The template's routes, served on a free port, each function a recorder; without their
+    authorizer (tests/integration/test_local_auth.py covers it), routing is all that is tested."""
+    routes = [replace(r, authorizer=None) for r in template_routes(template())]
     functions = {name: Recorder(name) for name in {r.function for r in routes}}
     server = ApiServer(0, routes, functions)
     server.start()
@@ -141,3 +143,17 @@ def test_a_function_that_fails_is_a_500_from_the_gateway() -> None:
 def test_a_route_without_a_function_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="Missing"):
         ApiServer(0, [Route("GET", "/", "Missing")], {})
+
+
+def test_a_route_without_its_authorizer_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="SignedIn"):
+        ApiServer(0, [Route("GET", "/", "Page", "SignedIn")], {"Page": lambda event: {}})
+
+
+def test_the_templates_routes_carry_its_default_authorizer_unless_marked_none() -> None:
+    routes = {r.key: r.authorizer for r in template_routes(template())}
+    assert (
+        routes["ANY /{proxy+}"]
+        == template()["Resources"]["HttpApi"]["Properties"]["Auth"]["DefaultAuthorizer"]
+    )
+    assert routes["GET /"] is routes["GET /auth/config"] is None

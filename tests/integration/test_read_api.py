@@ -43,15 +43,50 @@ def test_metadata_of_an_upload_and_of_its_content(pipe: Pipeline) -> None:
     assert meta2.body["duplicate"] is True and meta2.body["filename"] == "copy.pdf"
     assert meta2.body["sha256"] == sha == hashlib.sha256(b"quarterly report").hexdigest()
     assert content.status == 200
-    assert content.body["upload_count"] == 2 and content.body["size"] == len(b"quarterly report")
-    assert set(content.body) == {
-        "sha256",
-        "size",
-        "content_type",
-        "upload_count",
-        "created_at",
-        "last_uploaded_at",
+    assert content.body == {
+        "sha256": sha,
+        "size": len(b"quarterly report"),
+        "content_type": "application/octet-stream",
+        "filename": "report.pdf",
+        "upload_id": first.body["upload_id"],
+        "upload_count": 2,
+        "created_at": content.body["created_at"],
     }
+    assert content.body["created_at"] == meta1.body["completed_at"]
+
+
+def test_what_an_owner_sees_of_a_content_is_theirs_alone(aws: Any) -> None:
+    # Given a content alice uploaded twice, and bob once after her
+    alice, bob = Pipeline(aws, owner="alice"), Pipeline(aws, owner="bob")
+    data = b"a shared report"
+    mine = alice.upload(data, "alice.pdf")
+    alice.upload(data, "alice-again.pdf", declare=False)
+    theirs = bob.upload(data, "bob.pdf", declare=False)
+    sha = mine.body["sha256"]
+
+    # When bob reads the content's metadata
+    content = bob.call("GET", f"/metadata/{sha}")
+
+    # Then he sees his upload of it, STORED (new to him), counted once, under his name
+    assert theirs.body["status"] == "STORED"
+    assert content.status == 200
+    assert (content.body["upload_id"], content.body["filename"]) == (
+        theirs.body["upload_id"],
+        "bob.pdf",
+    )
+    assert content.body["upload_count"] == 1
+    assert bob.call("GET", f"/metadata/{theirs.body['upload_id']}").body["duplicate"] is False
+    assert bob.call("GET", f"/download/{sha}").body["filename"] == "bob.pdf"
+    # And alice's uploads answer him as ids that never existed
+    for path in ("metadata", "download"):
+        reply = bob.call("GET", f"/{path}/{mine.body['upload_id']}")
+        unknown = bob.call("GET", f"/{path}/{'f' * 32}")
+        assert reply.status == unknown.status == 404
+        assert (
+            reply.body["message"].replace(mine.body["upload_id"], "f" * 32)
+            == (unknown.body["message"])
+        )
+    assert alice.call("GET", f"/metadata/{sha}").body["upload_count"] == 2
 
 
 def test_metadata_is_404_until_stored(pipe: Pipeline) -> None:
@@ -112,8 +147,8 @@ def test_stats_equal_the_facts_after_a_mixed_run(pipe: Pipeline) -> None:
     pipe.put(rejected.body["upload_id"], b"d" * 10)  # bytes differ from the declared hash
     pipe.drain()
     assert pipe.call("GET", f"/uploads/{rejected.body['upload_id']}").body["status"] == "REJECTED"
-    # When reading the statistics
-    stats = pipe.call("GET", "/admin/stats")
+    # When an admin reads the statistics
+    stats = pipe.as_admin().call("GET", "/admin/stats")
     # Then they count exactly what happened
     assert stats.status == 200
     assert stats.body == {
@@ -130,7 +165,7 @@ def _walk(pipe: Pipeline, limit: int) -> list[str]:
     token: str | None = None
     while True:
         query = {"limit": str(limit)} | ({"last_evaluated_key": token} if token else {})
-        page = pipe.call("GET", "/admin/hashes", query=query)
+        page = pipe.as_admin().call("GET", "/admin/hashes", query=query)
         assert page.status == 200, page.body
         assert len(page.body["items"]) <= limit
         seen += [item["sha256"] for item in page.body["items"]]
@@ -152,7 +187,7 @@ def test_hash_pages_while_uploads_continue(pipe: Pipeline) -> None:
     token = None
     for i in range(100):
         query = {"limit": "2"} | ({"last_evaluated_key": token} if token else {})
-        page = pipe.call("GET", "/admin/hashes", query=query)
+        page = pipe.as_admin().call("GET", "/admin/hashes", query=query)
         seen += [item["sha256"] for item in page.body["items"]]
         pipe.upload(f"new {i}".encode())  # more content arrives between pages
         token = page.body["last_evaluated_key"]
@@ -185,7 +220,7 @@ def test_hash_pages_while_uploads_continue(pipe: Pipeline) -> None:
 def test_malformed_ids_limits_and_tokens_are_4xx(
     pipe: Pipeline, path: str, query: dict[str, str] | None
 ) -> None:
-    reply = pipe.call("GET", path, query=query)
+    reply = pipe.as_admin().call("GET", path, query=query)
     assert 400 <= reply.status < 500
     assert isinstance(reply.body, dict) and reply.body["message"]
 
@@ -193,15 +228,17 @@ def test_malformed_ids_limits_and_tokens_are_4xx(
 def test_a_token_edited_by_the_client_is_refused(pipe: Pipeline) -> None:
     for i in range(3):
         pipe.upload(f"tok {i}".encode())
-    token = pipe.call("GET", "/admin/hashes", query={"limit": "1"}).body["last_evaluated_key"]
+    admin = pipe.as_admin()
+    token = admin.call("GET", "/admin/hashes", query={"limit": "1"}).body["last_evaluated_key"]
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
-    reply = pipe.call("GET", "/admin/hashes", query={"limit": "1", "last_evaluated_key": tampered})
+    reply = admin.call("GET", "/admin/hashes", query={"limit": "1", "last_evaluated_key": tampered})
     assert reply.status == 400
 
 
-def test_openapi_and_docs_are_served(pipe: Pipeline) -> None:
-    spec = pipe.call("GET", "/openapi.json")
+def test_openapi_and_docs_are_served_without_a_token(aws: Any) -> None:
+    anyone = Pipeline(aws, owner=None)
+    spec = anyone.call("GET", "/openapi.json")
     assert spec.status == 200 and spec.body["openapi"].startswith("3.1")
     assert "/admin/hashes" in spec.body["paths"]
-    docs = pipe.call("GET", "/docs")
+    docs = anyone.call("GET", "/docs")
     assert docs.status == 200 and "swagger" in str(docs.body).lower()

@@ -7,6 +7,7 @@ from typing import Any
 import boto3
 import pytest
 
+from domain.model import StatsDelta
 from tests.conftest import load_event
 from tests.pipeline import FakeContext, Pipeline
 
@@ -68,8 +69,35 @@ def test_drift_is_reported_then_repaired(mixed_run: Pipeline) -> None:
     assert repaired["repaired"] is True
     after = _reconcile("reconcile_scheduled.json")
     assert after["clean"] is True
-    stats = mixed_run.call("GET", "/admin/stats").body
+    stats = mixed_run.as_admin().call("GET", "/admin/stats").body
     assert stats["total_files"] == 2 and stats["total_s3_size_saved"] == 50
+
+
+def test_matches_across_owners_count_as_duplicates_and_holdings_are_checked(aws: Any) -> None:
+    from handlers import wiring
+    from service.reconcile import reconcile
+
+    # Given alice's content, matched by bob's upload of the same bytes (STORED for him)
+    sha = Pipeline(aws).upload(b"x" * 10).body["sha256"]
+    assert Pipeline(aws, owner="bob").upload(b"x" * 10).body["status"] == "STORED"
+    ledger = wiring.ledger()
+    clean = reconcile(ledger, repair=False).recount
+    assert clean.clean
+    assert clean.facts == StatsDelta(
+        files=1, uploads=2, duplicates=1, bytes_saved=10, bytes_stored=10
+    )
+    # Given a holding's count knocked off, and another holding lost
+    ledger.set_holding_count("bob", sha, 5)
+    boto3.client("dynamodb").delete_item(
+        TableName=aws.holdings_table, Key={"owner": {"S": "alice"}, "sha256": {"S": sha}}
+    )
+    # When reconciliation reports, then repairs
+    report = reconcile(ledger, repair=False).recount
+    repaired = reconcile(ledger, repair=True)
+    # Then both are named; the count is repaired, the lost holding only reported
+    assert report.holding_counts == {("bob", sha): (5, 1), ("alice", sha): (None, 1)}
+    assert not report.clean and repaired.repaired
+    assert reconcile(ledger, repair=False).recount.holding_counts == {("alice", sha): (None, 1)}
 
 
 @pytest.mark.parametrize(

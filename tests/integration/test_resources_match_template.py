@@ -188,10 +188,21 @@ def test_local_functions_get_the_environment_the_template_gives(
         "UploadsTable": aws.uploads_table,
         "ContentsTable": aws.contents_table,
         "StatsTable": aws.stats_table,
+        "HoldingsTable": aws.holdings_table,
         "PageTokenSecret": aws.page_token_secret_arn,
     } | {name: parameter_default(name) for name in template()["Parameters"]}
+    # With the parameters' defaults (no AuthIssuer), the sign-in settings name the local pool;
+    # AUTH_COGNITO_ENDPOINT is Cognito's own here: the stack points it at the emulator.
+    sign_in = {
+        "AUTH_ISSUER": aws.issuer,
+        "AUTH_USER_POOL_ID": aws.user_pool_id,
+        "AUTH_CLIENT_ID": aws.user_pool_client_id,
+        "AUTH_COGNITO_ENDPOINT": f"https://cognito-idp.{aws.region}.amazonaws.com/",
+    }
     for name, value in declared.items():
-        if isinstance(value, str | int):
+        if name in sign_in and set(value) == {"Fn::If"}:
+            expected = sign_in[name]
+        elif isinstance(value, str | int):
             expected = str(value)
         elif set(value) == {"Ref"}:
             expected = refs[value["Ref"]]

@@ -62,7 +62,14 @@ from packaging.utils import canonicalize_name
 from adapters.dynamodb import Ledger
 from domain.model import Upload
 from onecopy_local.resources import Resources, create_resources, template
-from tests.lambda_events import EVENTS, SAMPLE_CONTENT, SAMPLE_UPLOAD_ID, s3_keys, sample
+from tests.lambda_events import (
+    EVENTS,
+    SAMPLE_CONTENT,
+    SAMPLE_SUB,
+    SAMPLE_UPLOAD_ID,
+    s3_keys,
+    sample,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -316,11 +323,12 @@ def _seed_sample_upload(stack: Stack) -> str:
         contents_table=stack.resources.contents_table,
         stats_table=stack.resources.stats_table,
         stats_shards=stack.resources.stats_shards,
+        holdings_table=stack.resources.holdings_table,
     )
     ledger.create_upload(
         Upload(
             upload_id=upload_id,
-            owner="anonymous",
+            owner=SAMPLE_SUB,  # the `sub` of the sample events
             filename="hello.txt",
             size=len(SAMPLE_CONTENT),
             content_type="text/plain",

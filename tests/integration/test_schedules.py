@@ -86,7 +86,9 @@ OWNERS = ("alice", "bob")
 # interleavings (and every arrival costs a full ingest when the schedule settles).
 MAX_UPLOADS = 3
 MAX_RECEIVES = 5  # template.yaml: the ingest queue's maxReceiveCount
-POLICY = UploadPolicy(url_ttl_seconds=900, multipart_threshold=100 * 2**20, part_size=16 * 2**20)
+POLICY = UploadPolicy(
+    url_ttl_seconds=900, multipart_threshold=100 * 2**20, part_size=16 * 2**20, max_pending=1000
+)
 # A worker may fail (and be retried) only because the staging object changed under it.
 RETRYABLE = (ObjectChanged,)
 
@@ -236,7 +238,12 @@ class Schedules(RuleBasedStateMachine):
     @rule(upload_id=uploads)
     def abort(self, upload_id: str) -> None:
         try:
-            abort_upload(upload_id, ledger=wiring.ledger(), store=wiring.store())
+            abort_upload(
+                upload_id,
+                owner=self.models[upload_id].owner,
+                ledger=wiring.ledger(),
+                store=wiring.store(),
+            )
         except Conflict:
             return  # already terminal (or being completed): nothing changes
         self.models[upload_id].aborted = True

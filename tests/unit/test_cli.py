@@ -7,12 +7,19 @@ bytes that actually arrived.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
+import re
 import shlex
+import stat
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +30,10 @@ from onecopy_cli.api import (
     AlreadyStored,
     ApiClient,
     ApiError,
+    CliError,
     HeldPart,
     MultipartSlot,
+    NotSignedIn,
     PartSlot,
     StorageError,
     Unreachable,
@@ -32,10 +41,13 @@ from onecopy_cli.api import (
 )
 from onecopy_cli.commands.upload import summary
 from onecopy_cli.console import Console
+from onecopy_cli.credentials import CachedLogin, StaticToken, groups_of
 from onecopy_cli.files import CHUNK, FileBody, FileChanged, content_type_of, sha256_file
 from onecopy_cli.main import build_parser, main
 from onecopy_cli.multipart import PART_ATTEMPTS
 from onecopy_cli.output import human_size, result_json, result_line, upload_view
+from onecopy_cli.signin import Cognito, Tokens
+from onecopy_cli.tokens import Login, TokenCache
 from onecopy_cli.upload import FileResult, Outcome, Uploader, wait_until_done
 
 pytestmark = pytest.mark.unit
@@ -227,13 +239,15 @@ class FakeApi:
     def get_metadata(self, identifier: str) -> dict[str, Any]:
         view = self._stored(identifier)
         if len(identifier) == 64:
+            # A content as its owner holds it: their first upload of it, and their count.
             return {
                 "sha256": identifier,
                 "size": len(self.contents[identifier]),
                 "content_type": view["content_type"],
+                "filename": view["filename"],
+                "upload_id": view["upload_id"],
                 "upload_count": sum(v.get("sha256") == identifier for v in self.uploads.values()),
                 "created_at": view["created_at"],
-                "last_uploaded_at": view["completed_at"],
             }
         fields = ("upload_id", "filename", "size", "content_type", "status", "sha256")
         times = ("duplicate", "created_at", "completed_at")
@@ -290,7 +304,8 @@ class FakeApi:
 
 
 class Run:
-    """One `onecopy ...` invocation against a FakeApi."""
+    """One `onecopy ...` invocation against a FakeApi, signed in with a CI token (the sign-in
+    itself is tested against a fake Cognito further down)."""
 
     def __init__(self, api: FakeApi, *args: str, environ: dict[str, str] | None = None) -> None:
         self.urls: list[str] = []
@@ -301,7 +316,11 @@ class Run:
             return api
 
         self.code = main(
-            list(args), make_client=make_client, stdout=out, stderr=err, environ=environ or {}
+            list(args),
+            make_client=make_client,
+            stdout=out,
+            stderr=err,
+            environ={"ONECOPY_TOKEN": "ci-token", **(environ or {})},
         )
         self.out = out.getvalue()
         self.err = err.getvalue()
@@ -341,11 +360,11 @@ def test_upload_defaults() -> None:
     ("argv", "environ", "expected"),
     [
         (["status", ABSENT_ID], {}, "http://127.0.0.1:3000"),
-        (["status", ABSENT_ID], {"ONECOPY_API_URL": "http://env:1"}, "http://env:1"),
+        (["status", ABSENT_ID], {"ONECOPY_API_URL": "https://env:1"}, "https://env:1"),
         (
-            ["--api", "http://flag:2", "status", ABSENT_ID],
-            {"ONECOPY_API_URL": "http://env:1"},
-            "http://flag:2",
+            ["--api", "https://flag:2", "status", ABSENT_ID],
+            {"ONECOPY_API_URL": "https://env:1"},
+            "https://flag:2",
         ),
         (["status", ABSENT_ID, "--api", "https://after:3"], {}, "https://after:3"),
     ],
@@ -476,7 +495,7 @@ def test_result_line_reads_status_sha_size_name_id() -> None:
 def test_result_line_says_when_nothing_was_uploaded() -> None:
     line = result_line(_result(outcome=Outcome.DUPLICATE, already_stored=True))
     assert line.startswith("duplicate  ")
-    assert line.endswith("(already stored, nothing uploaded)")
+    assert line.endswith("(you already hold it: nothing uploaded)")
 
 
 def test_result_line_gives_the_rejection_reason() -> None:
@@ -563,7 +582,7 @@ def test_uploading_the_same_file_twice_prints_stored_then_duplicate(
     assert (first.code, second.code) == (0, 0)
     assert first.lines[0].split()[0] == "stored"
     assert second.lines[0].split()[0] == "duplicate"
-    assert "already stored" in second.lines[0]
+    assert "you already hold it" in second.lines[0]
     # Nothing was PUT the second time
     assert len(api.received) == 1
 
@@ -641,7 +660,7 @@ def test_a_file_that_shrinks_before_its_put_fails_without_sending_a_short_body(
 ) -> None:
     # Given a file that another program truncates right after it was hashed
     class Truncating(FakeApi):
-        def create_upload(self, **declared: Any) -> UploadSlot | AlreadyStored:
+        def create_upload(self, **declared: Any) -> UploadSlot | MultipartSlot | AlreadyStored:
             hello.write_bytes(b"hi")
             return super().create_upload(**declared)
 
@@ -979,7 +998,7 @@ def test_ctrl_c_during_parts_prints_the_exact_resume_command_which_finishes_the_
         parts_api,
         "upload",
         "--api",
-        "http://api.test:3000",
+        "https://api.test:3000",
         "--multipart",
         "--part-parallel",
         "1",
@@ -994,7 +1013,7 @@ def test_ctrl_c_during_parts_prints_the_exact_resume_command_which_finishes_the_
     prefix = f"onecopy: upload {upload_id} can be resumed with: "
     assert err[1].startswith(prefix)
     command = err[1].removeprefix(prefix)
-    assert command == (f"onecopy upload --api http://api.test:3000 --resume {upload_id} big.bin")
+    assert command == (f"onecopy upload --api https://api.test:3000 --resume {upload_id} big.bin")
     assert err[2] == "onecopy: interrupted"
     assert sorted(parts_api.parts[upload_id]) == [1, 2]
     # When that command is run
@@ -1167,7 +1186,7 @@ def test_info_says_when_an_upload_was_a_duplicate(
     copy.write_bytes(hello.read_bytes())
     duplicate = _stored(api, copy)
     run = Run(api, "info", duplicate["upload_id"])
-    assert "Status     duplicate (the content was already stored" in run.out
+    assert "Status     duplicate (you already held this content" in run.out
     assert "File       copy.txt" in run.out
 
 
@@ -1178,7 +1197,8 @@ def test_info_by_sha256_shows_the_content(api: FakeApi, hello: Path, tmp_path: P
     _stored(api, copy)
     run = Run(api, "info", sha(hello.read_bytes()))
     assert run.code == 0, run.err
-    assert "Uploads       2" in run.lines
+    assert "Your uploads  2" in run.lines
+    assert "File          hello.txt" in run.lines
     assert f"SHA-256       {sha(hello.read_bytes())}" in run.lines
 
 
@@ -1396,6 +1416,9 @@ class FakeInvoker:
         assert output_key == "ReconcileFunctionName"
         return f"{stack_name}-ReconcileFunction-AbC123"
 
+    def sqs(self, endpoint_url: str | None) -> Any:
+        raise AssertionError("reconcile needs no queue")
+
 
 def _reconcile(*args: str, environ: dict[str, str] | None = None) -> dict[str, Any]:
     FakeInvoker.made = []
@@ -1454,7 +1477,7 @@ class StubTransport(requests.adapters.BaseAdapter):
         self.answers = list(answers)
         self.sent: list[requests.PreparedRequest] = []
 
-    def send(self, request: requests.PreparedRequest, **_: Any) -> requests.Response:
+    def send(self, request: requests.PreparedRequest, *_: Any, **__: Any) -> requests.Response:
         self.sent.append(request)
         status, headers, body = self.answers.pop(0)
         response = requests.Response()
@@ -1515,7 +1538,7 @@ def test_client_says_when_a_download_url_expired() -> None:
 
 
 def test_client_sends_the_page_token_encoded() -> None:
-    page = {"items": [], "last_evaluated_key": None}
+    page: dict[str, Any] = {"items": [], "last_evaluated_key": None}
     client, transport = _client((200, {}, json.dumps(page).encode()))
     client.list_hashes(limit=5, token="a+b/c=")
     assert transport.sent[0].url == (
@@ -1553,3 +1576,592 @@ def test_the_progress_bar_reaches_100_percent_and_leaves_stdout_clean(
     assert err.getvalue().endswith("\r\x1b[K")
     assert "\r" not in out.getvalue()
     assert len(out.getvalue().splitlines()) == 3
+
+
+# --- signing in: a fake Cognito and API on a local HTTP server ---------------------------------
+
+
+def _fake_jwt(claims: dict[str, Any]) -> str:
+    # Unsigned: the CLI never verifies a token (the API's authorizer does), it only reads it.
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256', 'kid': 'test'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+class FakeCognitoApi:
+    """GET /auth/config and two API routes, plus Cognito's InitiateAuth and RevokeToken (a POST
+    with X-Amz-Target), on one local server on port 0. The API accepts exactly the ID and access
+    tokens this Cognito issued and has not invalidated, as API Gateway's authorizer would."""
+
+    PASSWORD = "Right-password-1"
+
+    def __init__(self) -> None:
+        self.users = {"alice": [], "admin": ["admins"]}
+        self.expires_in = 3600
+        self.accepting = True  # False: the API refuses every token (another pool's, say)
+        self.valid: set[str] = set()
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> user
+        self.cognito_calls: list[dict[str, Any]] = []
+        self.api_calls: list[tuple[str, str, str | None]] = []  # method, path, Authorization
+        self._issued = 0
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._api(self, "GET")
+
+            def do_POST(self) -> None:
+                if self.headers.get("X-Amz-Target"):
+                    fake._cognito(self)
+                else:
+                    fake._api(self, "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def invalidate(self) -> None:
+        """The API stops accepting every token issued so far (as after their expiry)."""
+        self.valid.clear()
+
+    def flows(self) -> list[str]:
+        return [call.get("AuthFlow", call["target"]) for call in self.cognito_calls]
+
+    def issue(self, user: str) -> dict[str, Any]:
+        with self._lock:
+            self._issued += 1
+            serial = self._issued
+        common = {
+            "sub": f"sub-of-{user}",
+            "cognito:groups": self.users[user],
+            "exp": int(time.time()) + self.expires_in,
+            "serial": serial,
+        }
+        id_token = _fake_jwt({**common, "cognito:username": user, "token_use": "id"})
+        access = _fake_jwt({**common, "username": user, "token_use": "access"})
+        self.valid |= {id_token, access}
+        return {"IdToken": id_token, "AccessToken": access, "ExpiresIn": self.expires_in}
+
+    def _reply(self, handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _cognito(self, handler: BaseHTTPRequestHandler) -> None:
+        target = handler.headers["X-Amz-Target"].rpartition(".")[2]
+        length = int(handler.headers.get("Content-Length", 0))
+        body = json.loads(handler.rfile.read(length))
+        self.cognito_calls.append({"target": target, **body})
+        assert handler.headers["Content-Type"] == "application/x-amz-json-1.1"
+        assert "Authorization" not in handler.headers  # public operations: unsigned
+        refused = {"__type": "NotAuthorizedException", "message": "Incorrect username or password."}
+        if target == "RevokeToken":
+            self.refresh_tokens.pop(body["Token"], None)
+            return self._reply(handler, 200, {})
+        params = body["AuthParameters"]
+        if body["AuthFlow"] == "USER_PASSWORD_AUTH":
+            user = params["USERNAME"]
+            if user not in self.users or params["PASSWORD"] != self.PASSWORD:
+                return self._reply(handler, 400, refused)
+            result = self.issue(user)
+            result["RefreshToken"] = f"refresh-{user}-{len(self.refresh_tokens)}"
+            self.refresh_tokens[result["RefreshToken"]] = user
+            return self._reply(handler, 200, {"AuthenticationResult": result})
+        user = self.refresh_tokens.get(params["REFRESH_TOKEN"], "")
+        if not user:
+            revoked = {"__type": "NotAuthorizedException", "message": "Refresh Token has expired"}
+            return self._reply(handler, 400, revoked)
+        return self._reply(handler, 200, {"AuthenticationResult": self.issue(user)})
+
+    def _api(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        auth = handler.headers.get("Authorization")
+        self.api_calls.append((method, handler.path, auth))
+        if handler.path == "/auth/config":
+            config = {
+                "issuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_test",
+                "user_pool_id": "us-east-1_test",
+                "client_id": "client-test",
+                "region": "us-east-1",
+                "cognito_endpoint": f"{self.url}/",
+            }
+            return self._reply(handler, 200, config)
+        token = (auth or "").removeprefix("Bearer ")
+        if token not in self.valid or not self.accepting:
+            return self._reply(handler, 401, {"message": "Unauthorized"})
+        if handler.path.startswith("/admin/"):
+            claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+            if "admins" not in claims["cognito:groups"]:
+                return self._reply(handler, 403, {"message": "Forbidden"})
+            return self._reply(handler, 200, {"total_files": 1, "total_uploads": 2})
+        if handler.path.startswith("/uploads/"):
+            view = {"upload_id": handler.path.rsplit("/", 1)[1], "status": "STORED"}
+            return self._reply(handler, 200, view)
+        return self._reply(handler, 404, {"message": "Not Found"})
+
+
+@pytest.fixture
+def cognito() -> Iterator[FakeCognitoApi]:
+    fake = FakeCognitoApi()
+    yield fake
+    fake.close()
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.out.splitlines()
+
+
+class Shell:
+    """`onecopy ...` with the real ApiClient against a FakeCognitoApi, in a config dir of its
+    own."""
+
+    def __init__(self, fake: FakeCognitoApi, home: Path) -> None:
+        self.fake = fake
+        self.environ = {
+            "ONECOPY_API_URL": fake.url,
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "HOME": str(home),
+        }
+        self.cache = home / "config" / "onecopy" / "tokens.json"
+
+    def __call__(self, *args: str, **environ: str) -> Ran:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(list(args), stdout=out, stderr=err, environ={**self.environ, **environ})
+        return Ran(code, out.getvalue(), err.getvalue())
+
+    def login(self, user: str = "alice") -> Ran:
+        run = self("login", ONECOPY_USERNAME=user, ONECOPY_PASSWORD=FakeCognitoApi.PASSWORD)
+        assert run.code == 0, run.err
+        return run
+
+    def cached(self) -> dict[str, Any]:
+        logins: dict[str, Any] = json.loads(self.cache.read_text())["logins"]
+        return logins
+
+    def sent_tokens(self) -> list[str | None]:
+        return [auth for _, path, auth in self.fake.api_calls if path != "/auth/config"]
+
+
+@pytest.fixture
+def shell(cognito: FakeCognitoApi, tmp_path: Path) -> Shell:
+    return Shell(cognito, tmp_path)
+
+
+def _no_prompt(*_: Any, **__: Any) -> str:
+    raise AssertionError("prompted although the environment had the answer")
+
+
+def test_login_prompts_for_the_user_and_password_and_keeps_the_tokens_private(
+    shell: Shell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a person at a terminal typing their name and password
+    monkeypatch.setattr("sys.stdin", io.StringIO("alice\n"))
+    asked: list[str] = []
+
+    def getpass(prompt: str, stream: Any = None) -> str:
+        asked.append(prompt)
+        return FakeCognitoApi.PASSWORD
+
+    monkeypatch.setattr("getpass.getpass", getpass)
+
+    # When they sign in
+    run = shell("login")
+
+    # Then they were asked, the password went to Cognito only, and the tokens are kept
+    assert run.code == 0, run.err
+    assert run.out == f"signed in to {shell.fake.url} as alice\n"
+    assert "Username: " in run.err
+    assert asked == ["Password: "]
+    assert shell.fake.flows() == ["USER_PASSWORD_AUTH"]
+    assert [path for _, path, _ in shell.fake.api_calls] == ["/auth/config"]
+    assert stat.S_IMODE(shell.cache.stat().st_mode) == 0o600
+    assert stat.S_IMODE(shell.cache.parent.stat().st_mode) == 0o700
+    (login,) = shell.cached().values()
+    assert login["api_url"] == shell.fake.url
+    assert (login["username"], login["client_id"]) == ("alice", "client-test")
+    assert login["issuer"] == "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_test"
+    assert login["id_token"] in shell.fake.valid
+    assert login["refresh_token"] in shell.fake.refresh_tokens
+    assert FakeCognitoApi.PASSWORD not in shell.cache.read_text()
+    assert not [p for p in shell.cache.parent.iterdir() if p.name.startswith(".tokens-")]
+
+
+def test_login_reads_the_user_and_password_from_the_environment(
+    shell: Shell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("getpass.getpass", _no_prompt)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    run = shell.login("admin")
+    assert run.out == f"signed in to {shell.fake.url} as admin (groups: admins)\n"
+    assert shell.cached()[shell.fake.url]["username"] == "admin"
+
+
+def test_a_wrong_password_is_refused_and_nothing_is_kept(shell: Shell) -> None:
+    run = shell("login", ONECOPY_USERNAME="alice", ONECOPY_PASSWORD="wrong")
+    assert run.code == 1
+    assert run.err == ("onecopy: Incorrect username or password. (NotAuthorizedException)\n")
+    assert not shell.cache.exists()
+
+
+def test_no_password_at_all_is_a_clear_error(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    def eof(*_: Any, **__: Any) -> str:
+        raise EOFError
+
+    monkeypatch.setattr("getpass.getpass", eof)
+    run = shell("login", ONECOPY_USERNAME="alice")
+    assert run.code == 1
+    assert run.err == "onecopy: no password given ($ONECOPY_PASSWORD for scripts)\n"
+    assert shell.fake.cognito_calls == []
+
+
+def test_every_api_call_carries_the_id_token(shell: Shell) -> None:
+    shell.login()
+    run = shell("status", ABSENT_ID)
+    assert run.code == 0, run.err
+    assert shell.sent_tokens() == [f"Bearer {shell.cached()[shell.fake.url]['id_token']}"]
+
+
+def test_the_presigned_bucket_calls_never_carry_the_token() -> None:
+    client, transport = _client((200, {"ETag": '"e"'}, b""), (200, {}, b"abc"))
+    client.credentials = StaticToken("secret-token")
+    client.put_object("https://bucket.test/staging/x?sig", {"Content-Length": "3"}, b"abc")
+    assert b"".join(client.download("https://bucket.test/cas/sha256/ab?sig")) == b"abc"
+    assert [r.headers.get("Authorization") for r in transport.sent] == [None, None]
+
+
+def test_a_token_expiring_within_a_minute_is_refreshed_before_the_call(shell: Shell) -> None:
+    # Given a sign-in whose ID token has 30 seconds left
+    shell.fake.expires_in = 30
+    shell.login()
+    first = shell.cached()[shell.fake.url]
+
+    # When a command calls the API
+    shell.fake.expires_in = 3600
+    run = shell("status", ABSENT_ID)
+
+    # Then the token was refreshed first, the call carried the new one, and the cache has it
+    assert run.code == 0, run.err
+    assert shell.fake.flows() == ["USER_PASSWORD_AUTH", "REFRESH_TOKEN_AUTH"]
+    renewed = shell.cached()[shell.fake.url]
+    assert renewed["id_token"] != first["id_token"]
+    assert renewed["refresh_token"] == first["refresh_token"]  # Cognito keeps the old one
+    assert shell.sent_tokens() == [f"Bearer {renewed['id_token']}"]
+    assert stat.S_IMODE(shell.cache.stat().st_mode) == 0o600
+
+
+def test_a_401_is_retried_once_after_a_refresh(shell: Shell) -> None:
+    # Given a sign-in whose tokens the API no longer accepts though they look fresh
+    shell.login()
+    old = shell.cached()[shell.fake.url]["id_token"]
+    shell.fake.invalidate()
+
+    # When a command calls the API
+    run = shell("status", ABSENT_ID)
+
+    # Then it was refused once, refreshed once, and retried with the new token
+    assert run.code == 0, run.err
+    new = shell.cached()[shell.fake.url]["id_token"]
+    assert shell.sent_tokens() == [f"Bearer {old}", f"Bearer {new}"]
+    assert shell.fake.flows() == ["USER_PASSWORD_AUTH", "REFRESH_TOKEN_AUTH"]
+
+
+def test_a_token_refused_even_after_a_refresh_says_to_sign_in_again(shell: Shell) -> None:
+    shell.login()
+    shell.fake.accepting = False
+    run = shell("status", ABSENT_ID)
+    assert run.code == 3
+    assert run.err == (
+        f"onecopy: the API at {shell.fake.url} refused the call as alice (HTTP 401): "
+        "run `onecopy login`\n"
+    )
+    assert shell.fake.flows() == ["USER_PASSWORD_AUTH", "REFRESH_TOKEN_AUTH"]
+    assert len(shell.sent_tokens()) == 2
+
+
+def test_a_refused_refresh_says_to_sign_in_again_with_its_own_exit_code(shell: Shell) -> None:
+    shell.login()
+    shell.fake.invalidate()
+    shell.fake.refresh_tokens.clear()
+    run = shell("status", ABSENT_ID)
+    assert run.code == 3
+    assert run.err.startswith("onecopy: the sign-in of alice to http://127.0.0.1:")
+    assert run.err.endswith(
+        "has expired (Refresh Token has expired (NotAuthorizedException)): run `onecopy login`\n"
+    )
+
+
+def test_not_signed_in_says_to_run_login_before_calling_the_api(
+    shell: Shell, tmp_path: Path
+) -> None:
+    hello = tmp_path / "hello.txt"
+    hello.write_bytes(b"hello")
+    for argv in (["status", ABSENT_ID], ["upload", str(hello)], ["stats"], ["whoami"]):
+        run = shell(*argv)
+        assert run.code == 3, argv
+        assert "not signed in to http://127.0.0.1:" in run.err
+        assert "run `onecopy login`" in run.err
+    assert shell.fake.api_calls == []
+
+
+def test_onecopy_token_overrides_the_cache_and_is_never_refreshed(shell: Shell) -> None:
+    # Given alice signed in, and a CI token of admin's in the environment
+    shell.login("alice")
+    ci = shell.fake.issue("admin")["IdToken"]
+
+    # When a command runs with it, and again once the API no longer accepts it
+    ok = shell("stats", "--json", ONECOPY_TOKEN=ci)
+    shell.fake.invalidate()
+    refused = shell("stats", ONECOPY_TOKEN=ci)
+
+    # Then the token was sent as is, and its refusal is final
+    assert ok.code == 0, ok.err
+    assert shell.sent_tokens() == [f"Bearer {ci}", f"Bearer {ci}"]
+    assert shell.fake.flows() == ["USER_PASSWORD_AUTH"]
+    assert refused.code == 3
+    assert "the API refused the token in $ONECOPY_TOKEN" in refused.err
+
+
+def test_tokens_of_one_api_are_never_sent_to_another(shell: Shell, cognito: FakeCognitoApi) -> None:
+    # Given a sign-in at one API, and another API elsewhere
+    shell.login()
+    other = FakeCognitoApi()
+    try:
+        # When a command is pointed at the other API
+        run = shell("status", ABSENT_ID, ONECOPY_API_URL=other.url)
+        # Then it is not signed in there, and the other API heard nothing
+        assert run.code == 3
+        assert f"not signed in to {other.url}" in run.err
+        assert other.api_calls == []
+    finally:
+        other.close()
+
+
+def test_the_cache_key_ignores_a_trailing_slash_and_the_schemes_case(shell: Shell) -> None:
+    shell.login()
+    url = shell.fake.url.replace("http://", "HTTP://") + "/"
+    assert shell("status", ABSENT_ID, ONECOPY_API_URL=url).code == 0
+
+
+def test_logout_forgets_the_tokens_and_revokes_the_refresh_token(shell: Shell) -> None:
+    shell.login()
+    refresh = shell.cached()[shell.fake.url]["refresh_token"]
+    run = shell("logout")
+    assert (run.code, run.out) == (0, f"signed out of {shell.fake.url} (alice)\n")
+    assert not shell.cache.exists()
+    assert refresh not in shell.fake.refresh_tokens
+    assert shell.fake.cognito_calls[-1] == {
+        "target": "RevokeToken",
+        "Token": refresh,
+        "ClientId": "client-test",
+    }
+    assert shell("status", ABSENT_ID).code == 3
+    again = shell("logout")
+    assert (again.code, again.out) == (0, f"not signed in to {shell.fake.url}: nothing to forget\n")
+
+
+def test_logout_keeps_the_sign_ins_of_other_apis(shell: Shell) -> None:
+    other = FakeCognitoApi()
+    try:
+        shell.login()
+        assert (
+            shell(
+                "login",
+                ONECOPY_API_URL=other.url,
+                ONECOPY_USERNAME="admin",
+                ONECOPY_PASSWORD=FakeCognitoApi.PASSWORD,
+            ).code
+            == 0
+        )
+        assert shell("logout").code == 0
+        assert list(shell.cached()) == [other.url]
+        assert shell("stats", ONECOPY_API_URL=other.url).code == 0
+    finally:
+        other.close()
+
+
+def test_logout_when_cognito_cannot_revoke_still_forgets_and_says_so(shell: Shell) -> None:
+    shell.login()
+    shell.fake.close()  # Cognito is gone
+    run = shell("logout")
+    assert run.code == 0
+    assert run.out == f"signed out of {shell.fake.url} (alice)\n"
+    assert run.err.startswith("note: Cognito did not revoke the refresh token: cannot reach")
+    assert not shell.cache.exists()
+
+
+def test_whoami_reads_the_user_sub_groups_and_expiry_from_the_token(shell: Shell) -> None:
+    shell.login("admin")
+    run = shell("whoami")
+    assert run.code == 0, run.err
+    assert run.lines[:3] == ["User       admin", "Sub        sub-of-admin", "Groups     admins"]
+    assert re.fullmatch(r"Expires    \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in 59 min\)", run.lines[3])
+    assert run.lines[4:] == [f"API        {shell.fake.url}", f"Token      {shell.cache}"]
+    view = json.loads(shell("whoami", "--json").out)
+    assert (view["username"], view["groups"], view["source"]) == (
+        "admin",
+        ["admins"],
+        str(shell.cache),
+    )
+    # whoami reads the cache: no call went to the API or to Cognito beyond the sign-in
+    assert shell.sent_tokens() == []
+    assert shell.fake.flows() == ["USER_PASSWORD_AUTH"]
+
+
+def test_whoami_shows_a_ci_token_too(shell: Shell) -> None:
+    token = _fake_jwt(
+        {"sub": "s-1", "username": "ci-bot", "cognito:groups": "[admins ops]", "exp": 1}
+    )
+    run = shell("whoami", "--json", ONECOPY_TOKEN=token)
+    assert json.loads(run.out) == {
+        "username": "ci-bot",
+        "sub": "s-1",
+        "groups": ["admins", "ops"],
+        "expires_at": "1970-01-01T00:00:01Z",
+        "api_url": shell.fake.url,
+        "source": "$ONECOPY_TOKEN",
+    }
+
+
+@pytest.mark.parametrize("command", ["stats", "hashes"])
+def test_admin_reads_are_admins_only(shell: Shell, command: str) -> None:
+    shell.login("alice")
+    run = shell(command)
+    assert run.code == 1
+    assert run.err.startswith("onecopy: admins only: sign in as a member of the admins group")
+    assert run.err.endswith("(HTTP 403)\n")
+
+
+def test_a_sign_in_lost_mid_upload_stops_the_run_with_one_message(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    files = [tmp_path / f"f{i}" for i in range(3)]
+    for i, path in enumerate(files):
+        path.write_bytes(bytes([i]))
+    api.create_error = NotSignedIn("the sign-in expired: run `onecopy login`")
+    run = Run(api, "upload", "-j", "1", *map(str, files))
+    assert run.code == 3
+    assert run.err == "onecopy: the sign-in expired: run `onecopy login`\n"
+
+
+def test_concurrent_401s_cause_one_refresh(tmp_path: Path) -> None:
+    # Given a cached sign-in shared by several upload threads, all refused with the same token
+    refreshes: list[str] = []
+
+    class Cognito:
+        def __init__(self, *_: str) -> None:
+            pass
+
+        def refresh(self, refresh_token: str) -> Tokens:
+            refreshes.append(refresh_token)
+            return Tokens(IdToken=f"id-{len(refreshes)}", AccessToken="a", ExpiresIn=3600)
+
+    login = Login(
+        api_url="http://api.test",
+        username="alice",
+        id_token="id-0",
+        access_token="a",
+        refresh_token="r",
+        expires_at=time.time() + 3600,
+        issuer="i",
+        client_id="c",
+        user_pool_id="p",
+        region="us-east-1",
+        cognito_endpoint="http://127.0.0.1:1/",
+    )
+    cache = TokenCache(tmp_path / "onecopy")
+    cache.put(login)
+    credentials = CachedLogin(login, cache, make_cognito=Cognito)  # type: ignore[arg-type]
+    # When eight threads ask for a new token at once
+    with ThreadPoolExecutor(8) as pool:
+        tokens = list(pool.map(lambda _: credentials.renew("id-0"), range(8)))
+    # Then one refresh served them all, and it was written back
+    assert tokens == ["id-1"] * 8
+    assert refreshes == ["r"]
+    assert cache.get("http://api.test/") == credentials.login
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "allowed"),
+    [
+        ("https://cognito-idp.eu-west-1.amazonaws.com/", True),
+        ("http://127.0.0.1:4566", True),
+        ("http://localhost:4566/", True),
+        ("http://[::1]:4566/", True),
+        ("http://cognito.example.com/", False),
+        ("ftp://127.0.0.1/", False),
+    ],
+)
+def test_credentials_go_over_https_except_to_this_machine(endpoint: str, allowed: bool) -> None:
+    if allowed:
+        Cognito(endpoint, "client")
+    else:
+        with pytest.raises(CliError, match="refusing to send credentials"):
+            Cognito(endpoint, "client")
+
+
+def test_no_token_goes_over_plain_http_to_another_machine(api: FakeApi) -> None:
+    run = Run(api, "status", ABSENT_ID, environ={"ONECOPY_API_URL": "http://api.example.com"})
+    assert (run.code, run.urls) == (1, [])
+    assert run.err == (
+        "onecopy: refusing to send your token to http://api.example.com: use https "
+        "(plain http only on this machine)\n"
+    )
+
+
+def test_a_refresh_does_not_undo_a_sign_in_made_meanwhile(shell: Shell) -> None:
+    # Given a command that has read alice's sign-in, then admin signing in from another process
+    shell.login("alice")
+    cache = TokenCache(shell.cache.parent)
+    alice = cache.get(shell.fake.url)
+    assert alice is not None
+    credentials = CachedLogin(alice, cache)
+    shell.login("admin")
+
+    # When the command's token needs refreshing
+    credentials.renew(alice.id_token)
+
+    # Then it refreshed for itself, and admin's sign-in stands on disk
+    assert credentials.login.id_token != alice.id_token
+    assert shell.cached()[shell.fake.url]["username"] == "admin"
+
+
+def test_a_corrupt_cache_is_named_with_what_to_do(shell: Shell) -> None:
+    shell.cache.parent.mkdir(parents=True)
+    shell.cache.write_text("{not json")
+    run = shell("status", ABSENT_ID)
+    assert run.code == 1
+    assert run.err == (
+        f"onecopy: {shell.cache} is not a onecopy sign-in cache (1 errors): delete it, then "
+        "run `onecopy login`\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [(["admins"], ["admins"]), ("[admins other]", ["admins", "other"]), (None, []), ("[]", [])],
+)
+def test_groups_are_read_as_a_list_or_as_api_gateways_flattened_string(
+    groups: Any, expected: list[str]
+) -> None:
+    assert groups_of({"cognito:groups": groups}) == expected

@@ -32,6 +32,9 @@ RESOURCES = Resources(
     uploads_table="onecopy-uploads",
     contents_table="onecopy-contents",
     stats_table="onecopy-stats",
+    holdings_table="onecopy-holdings",
+    user_pool_id=f"{REGION}_abc",
+    user_pool_client_id="client",
     stats_shards=16,
     queue_url=QUEUE_URL,
     dlq_url=f"http://127.0.0.1:4566/{ACCOUNT}/onecopy-ingest-dlq",
@@ -79,7 +82,8 @@ def test_the_policies_resolve_the_templates_intrinsics_to_local_arns(
 
     assert api.allows("s3:PutObject", "arn:aws:s3:::onecopy-files/staging/u1")
     assert not api.allows("s3:PutObject", "arn:aws:s3:::onecopy-files/cas/sha256/ab")
-    assert api.allows("dynamodb:Query", TABLE + "onecopy-uploads/index/owner-content")
+    assert api.allows("dynamodb:Query", TABLE + "onecopy-uploads/index/owner-pending")
+    assert not api.allows("dynamodb:Query", TABLE + "onecopy-uploads")
     assert worker.allows("s3:ListBucket", "arn:aws:s3:::onecopy-files")
     assert worker.allows("dynamodb:UpdateItem", TABLE + "onecopy-contents")
     assert not any("${" in r or "Fn::" in r for p in (api, worker) for _, r in p.grants())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,20 +15,26 @@ from domain.model import (
     DEFAULT_CONTENT_TYPE,
     MAX_FILENAME_LENGTH,
     MAX_SINGLE_PUT_SIZE,
+    PENDING_RETENTION,
     STAGING_PREFIX,
+    Holding,
     ObjectFacts,
     RejectReason,
     StatsDelta,
     Upload,
     UploadStatus,
+    Verdict,
     check_bytes,
     complete,
     content_key,
+    decide,
     held_duplicate,
     is_sha256,
     is_upload_id,
     new_content,
+    new_holding,
     new_upload_id,
+    pending_expiry,
     sha256_b64_to_hex,
     sha256_hex_to_b64,
     staging_key,
@@ -392,30 +398,67 @@ def test_a_rejection_may_not_know_the_hash() -> None:
     assert done.sha256 is None
 
 
-def test_stats_move_only_for_held_uploads() -> None:
-    assert stats_delta(UploadStatus.STORED, 10) == StatsDelta(files=1, uploads=1, bytes_stored=10)
-    assert stats_delta(UploadStatus.DUPLICATE, 10) == StatsDelta(
-        uploads=1, duplicates=1, bytes_saved=10
+FACTS = ObjectFacts(size=len(DATA), sha256=SHA)
+
+
+@pytest.mark.parametrize(
+    ("content_known", "held", "verdict"),
+    [
+        (False, False, Verdict.STORE),
+        (True, False, Verdict.MATCH),
+        (True, True, Verdict.DUPLICATE),
+    ],
+)
+def test_the_status_depends_only_on_what_the_owner_held(
+    content_known: bool, held: bool, verdict: Verdict
+) -> None:
+    got = decide(pending(declared=SHA), FACTS, content_known=content_known, held=held)
+
+    assert got is verdict
+    # Another owner's content (MATCH) reads exactly like new content (STORE) to the uploader.
+    assert got.status is (UploadStatus.DUPLICATE if held else UploadStatus.STORED)
+
+
+@pytest.mark.parametrize("content_known", [False, True])
+def test_bytes_that_differ_from_the_declaration_are_rejected_whatever_is_stored(
+    content_known: bool,
+) -> None:
+    wrong_size = decide(pending(size=1), FACTS, content_known=content_known, held=False)
+    wrong_hash = decide(
+        pending(declared=OTHER_SHA), FACTS, content_known=content_known, held=content_known
     )
-    assert stats_delta(UploadStatus.REJECTED, 10) == StatsDelta()
-    assert stats_delta(UploadStatus.PENDING, 10) == StatsDelta()
+
+    assert wrong_size is wrong_hash is Verdict.REJECT
+    assert Verdict.REJECT.status is UploadStatus.REJECTED
+
+
+def test_a_holding_without_its_content_is_impossible() -> None:
+    with pytest.raises(ValueError, match="holding"):
+        decide(pending(), FACTS, content_known=False, held=True)
+
+
+def test_stats_count_every_deduplication_across_owners_and_within_one() -> None:
+    assert stats_delta(Verdict.STORE, 10) == StatsDelta(files=1, uploads=1, bytes_stored=10)
+    dedup = StatsDelta(uploads=1, duplicates=1, bytes_saved=10)
+    assert stats_delta(Verdict.MATCH, 10) == stats_delta(Verdict.DUPLICATE, 10) == dedup
+    assert stats_delta(Verdict.REJECT, 10) == StatsDelta()
 
 
 def test_zero_byte_uploads_count_as_uploads_but_no_bytes() -> None:
-    assert stats_delta(UploadStatus.STORED, 0) == StatsDelta(files=1, uploads=1)
-    assert stats_delta(UploadStatus.DUPLICATE, 0) == StatsDelta(uploads=1, duplicates=1)
+    assert stats_delta(Verdict.STORE, 0) == StatsDelta(files=1, uploads=1)
+    assert stats_delta(Verdict.MATCH, 0) == StatsDelta(uploads=1, duplicates=1)
 
 
 def test_stats_deltas_add_field_by_field() -> None:
     total = StatsDelta()
-    for status, size in [
-        (UploadStatus.STORED, 5),
-        (UploadStatus.DUPLICATE, 5),
-        (UploadStatus.DUPLICATE, 5),
-        (UploadStatus.REJECTED, 7),
-        (UploadStatus.STORED, 3),
+    for verdict, size in [
+        (Verdict.STORE, 5),
+        (Verdict.MATCH, 5),
+        (Verdict.DUPLICATE, 5),
+        (Verdict.REJECT, 7),
+        (Verdict.STORE, 3),
     ]:
-        total += stats_delta(status, size)
+        total += stats_delta(verdict, size)
 
     assert total == StatsDelta(files=2, uploads=4, duplicates=2, bytes_saved=10, bytes_stored=8)
 
@@ -434,8 +477,43 @@ def test_a_new_content_is_first_uploaded_by_the_upload_that_stores_it() -> None:
     assert content.first_upload_id == UPLOAD_ID
 
 
-def held(size: int = len(DATA)) -> Upload:
-    return complete(pending(size=size, declared=SHA), UploadStatus.STORED, AT, sha256=SHA)
+def held(size: int = len(DATA), owner: str = "alice") -> Holding:
+    return Holding(
+        owner=owner,
+        sha256=SHA,
+        upload_id="2" * 32,
+        size=size,
+        filename="first.txt",
+        content_type="text/plain",
+        created_at=AT,
+        upload_count=1,
+    )
+
+
+def test_a_stored_upload_gives_its_owner_a_holding() -> None:
+    stored = complete(pending(declared=SHA), UploadStatus.STORED, LATER, sha256=SHA)
+
+    holding = new_holding(stored)
+
+    assert holding == Holding(
+        owner="alice",
+        sha256=SHA,
+        upload_id=UPLOAD_ID,
+        size=len(DATA),
+        filename="hello.txt",
+        content_type="text/plain",
+        created_at=LATER,
+        upload_count=1,
+    )
+
+
+@pytest.mark.parametrize("status", [UploadStatus.DUPLICATE, UploadStatus.REJECTED])
+def test_only_a_stored_upload_creates_a_holding(status: UploadStatus) -> None:
+    reason = RejectReason.SIZE_MISMATCH if status is UploadStatus.REJECTED else None
+    done = complete(pending(), status, LATER, sha256=SHA, reason=reason)
+
+    with pytest.raises(ValueError, match="did not store"):
+        new_holding(done)
 
 
 def test_a_held_duplicate_is_born_duplicate_of_the_held_content() -> None:
@@ -449,7 +527,6 @@ def test_a_held_duplicate_is_born_duplicate_of_the_held_content() -> None:
         LATER,
     )
     assert (duplicate.upload_id, duplicate.filename) == ("1" * 32, "again.txt")
-    assert stats_delta(duplicate.status, duplicate.size).bytes_saved == len(DATA)
 
 
 @pytest.mark.parametrize("size", [0, len(DATA) - 1, len(DATA) + 1, MAX_SINGLE_PUT_SIZE])
@@ -459,8 +536,22 @@ def test_a_held_duplicate_of_another_size_is_refused(size: int) -> None:
         held_duplicate(pending(size=size, declared=SHA), held(), LATER)
 
 
-def test_a_held_duplicate_needs_a_held_upload_of_the_same_content() -> None:
-    with pytest.raises(ValueError, match="holds no content"):
-        held_duplicate(pending(declared=SHA), pending(declared=SHA), LATER)
+def test_a_held_duplicate_needs_the_owners_own_holding_of_the_same_content() -> None:
+    with pytest.raises(ValueError, match="another owner"):
+        held_duplicate(pending(declared=SHA), held(owner="bob"), LATER)
     with pytest.raises(ValueError, match="another content"):
         held_duplicate(pending(declared=OTHER_SHA), held(), LATER)
+
+
+def test_completion_forgets_the_url_expiry() -> None:
+    waiting = replace(pending(), url_expires_at=LATER)
+
+    assert complete(waiting, UploadStatus.STORED, LATER, sha256=SHA).url_expires_at is None
+
+
+def test_a_pending_upload_expires_days_after_its_url() -> None:
+    expiry = pending_expiry(AT, 900)
+
+    assert expiry == int((AT + timedelta(seconds=900) + PENDING_RETENTION).timestamp())
+    # Longer than SQS keeps the event for its bytes (4 days): no late event finds it gone early.
+    assert timedelta(days=4) < PENDING_RETENTION

@@ -24,3 +24,26 @@ def test_every_route_documents_its_errors() -> None:
             assert any(c.startswith("2") for c in codes), f"{method} {path}: no success response"
             if operation.get("parameters") or "requestBody" in operation:
                 assert "422" in codes, f"{method} {path}: validation errors undocumented"
+
+
+PUBLIC = {("get", "/auth/config")}  # /openapi.json and /docs are public too, but not in the spec
+
+
+def test_every_operation_but_the_public_ones_needs_a_bearer_token() -> None:
+    spec = json.loads(generate())
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": spec["components"]["securitySchemes"]["bearerAuth"]["description"],
+    }
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            codes = set(operation["responses"])
+            assert "429" in codes, f"{method} {path}: throttling undocumented"
+            if (method, path) in PUBLIC:
+                assert "security" not in operation and "401" not in codes
+            else:
+                assert operation["security"] == [{"bearerAuth": []}], f"{method} {path}"
+                assert "401" in codes, f"{method} {path}: 401 undocumented"
+            assert ("403" in codes) == path.startswith("/admin/"), f"{method} {path}"

@@ -13,11 +13,12 @@ import boto3
 import pytest
 
 from adapters.s3 import ObjectStore
+from domain.model import PENDING_RETENTION
 from onecopy_local.resources import TEMPLATE, resource, template
 
 pytestmark = pytest.mark.unit
 
-TABLES = ("UploadsTable", "ContentsTable", "StatsTable")
+TABLES = ("UploadsTable", "ContentsTable", "HoldingsTable", "StatsTable")
 # The prefixes a function may be granted in the bucket: never the whole bucket.
 BUCKET_PREFIXES = ("staging", "cas")
 # Resources of this stack a function may be granted whole, by their ARN.
@@ -190,6 +191,27 @@ def test_tables_are_on_demand_with_point_in_time_recovery(table: str) -> None:
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
+def test_holdings_are_one_item_per_owner_and_content() -> None:
+    assert resource("HoldingsTable")["KeySchema"] == [
+        {"AttributeName": "owner", "KeyType": "HASH"},
+        {"AttributeName": "sha256", "KeyType": "RANGE"},
+    ]
+    env = template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["HOLDINGS_TABLE"] == {"Ref": "HoldingsTable"}
+
+
+def test_pending_uploads_are_indexed_by_owner_and_expire_after_any_event_for_them() -> None:
+    uploads = resource("UploadsTable")
+    (index,) = uploads["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "owner-pending"
+    assert index["KeySchema"] == [{"AttributeName": "pending_owner", "KeyType": "HASH"}]
+    assert index["Projection"]["NonKeyAttributes"] == ["url_expires_at"]
+    assert uploads["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # TTL removes an upload only once the queue can no longer hold an event for its bytes.
+    retention = resource("IngestQueue")["MessageRetentionPeriod"]
+    assert PENDING_RETENTION.total_seconds() > retention
+
+
 def test_stats_counters_are_write_sharded() -> None:
     shards = template()["Parameters"]["StatsShards"]
     assert int(shards["Default"]) > 1
@@ -281,8 +303,9 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ("dynamodb:GetItem", "UploadsTable"),  # get_upload, get_multipart_upload
         ("dynamodb:PutItem", "UploadsTable"),  # create_upload; abort and held duplicate (transact)
         ("dynamodb:UpdateItem", "UploadsTable"),  # mark_assembled (multipart completion)
-        ("dynamodb:Query", "UploadsTable/index/owner-content"),  # find_held
-        ("dynamodb:GetItem", "ContentsTable"),  # get_content (metadata)
+        ("dynamodb:Query", "UploadsTable/index/owner-pending"),  # count_pending (the cap)
+        ("dynamodb:GetItem", "HoldingsTable"),  # get_holding (pre-check, lookups by hash)
+        ("dynamodb:UpdateItem", "HoldingsTable"),  # record_held_duplicate's holding count
         ("dynamodb:UpdateItem", "ContentsTable"),  # record_held_duplicate's upload_count
         ("dynamodb:Scan", "ContentsTable"),  # list_contents (GET /admin/hashes)
         ("dynamodb:BatchGetItem", "StatsTable"),  # read_stats
@@ -305,13 +328,17 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ("dynamodb:UpdateItem", "UploadsTable"),  # claim_content
         ("dynamodb:GetItem", "ContentsTable"),  # get_content
         ("dynamodb:PutItem", "ContentsTable"),  # record_stored
-        ("dynamodb:UpdateItem", "ContentsTable"),  # record_duplicate's upload_count
+        ("dynamodb:UpdateItem", "ContentsTable"),  # record_match/_duplicate's upload_count
+        ("dynamodb:PutItem", "HoldingsTable"),  # record_stored/_match: a new holding
+        ("dynamodb:UpdateItem", "HoldingsTable"),  # record_duplicate's holding count
         ("dynamodb:UpdateItem", "StatsTable"),  # counters (transact)
     },
     "ReconcileFunction": {
         ("dynamodb:Scan", "UploadsTable"),  # scan_uploads
         ("dynamodb:Scan", "ContentsTable"),  # scan_contents
+        ("dynamodb:Scan", "HoldingsTable"),  # scan_holdings
         ("dynamodb:UpdateItem", "ContentsTable"),  # set_upload_count (repair)
+        ("dynamodb:UpdateItem", "HoldingsTable"),  # set_holding_count (repair)
         ("dynamodb:BatchGetItem", "StatsTable"),  # read_stats
         ("dynamodb:UpdateItem", "StatsTable"),  # add_to_stats (repair)
     },
