@@ -136,6 +136,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "ThrottlingBurstLimit; default %(default)s)",
     )
     parser.add_argument(
+        "--max-pending-uploads",
+        type=_positive,
+        default=int(parameter_default("MaxPendingUploads")),
+        help="uploads one owner may have waiting for their bytes at once (template parameter "
+        "MaxPendingUploads; default %(default)s); beyond it POST /uploads answers 429",
+    )
+    parser.add_argument(
         "--stop-on-eof",
         action="store_true",
         help="also stop when stdin closes (for supervisors and test fixtures)",
@@ -254,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         password=os.environ.get(PASSWORD_ENV) or DEFAULT_PASSWORD,
         throttle_rate=args.throttle_rate,
         throttle_burst=args.throttle_burst,
+        max_pending_uploads=args.max_pending_uploads,
     )
     if args.no_iam:
         print(NO_IAM_WARNING, file=sys.stderr, flush=True)

@@ -21,7 +21,7 @@ the parameters as `--parameter-overrides` would).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -67,13 +67,16 @@ DEFAULT_PASSWORD = "Onecopy-local-1"  # noqa: S105
 LOCAL_USERS: dict[str, tuple[str, ...]] = {"alice": (), "bob": (), "admin": ("admins",)}
 
 
-def function_config(logical_id: str, resources: Resources) -> FunctionConfig:
-    """A function as template.yaml defines it, its variables resolved to the local resources.
+def function_config(
+    logical_id: str, resources: Resources, parameters: Mapping[str, str] | None = None
+) -> FunctionConfig:
+    """A function as template.yaml defines it, its variables resolved to the local resources and
+    ``parameters`` (overrides of the template's parameters, as `--parameter-overrides`).
 
     The log level is the runner's: POWERTOOLS_LOG_LEVEL in the stack's environment overrides the
     LogLevel parameter, as `--parameter-overrides` would.
     """
-    overrides = {}
+    overrides = dict(parameters or {})
     if level := os.environ.get("POWERTOOLS_LOG_LEVEL"):
         overrides["LogLevel"] = level
     return FunctionConfig(
@@ -107,6 +110,7 @@ class LocalStack:
         password: str = DEFAULT_PASSWORD,
         throttle_rate: float | None = None,
         throttle_burst: int | None = None,
+        max_pending_uploads: int | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError("workers must not be negative")
@@ -126,6 +130,7 @@ class LocalStack:
             for name, value in (
                 ("ThrottlingRateLimit", throttle_rate),
                 ("ThrottlingBurstLimit", throttle_burst),
+                ("MaxPendingUploads", max_pending_uploads),
             )
             if value is not None
         }
@@ -334,7 +339,7 @@ class LocalStack:
             wanted[WORKER_FUNCTION] = self.workers
         for logical_id, size in wanted.items():
             principal = self._principals[logical_id]
-            config = function_config(logical_id, self.resources)
+            config = function_config(logical_id, self.resources, self.parameter_overrides)
             # On AWS this is Cognito's public endpoint; locally clients must sign in at the
             # emulator, as the functions' AWS calls go to it (AWS_ENDPOINT_URL).
             local = {"AUTH_COGNITO_ENDPOINT": self.cognito_endpoint}

@@ -5,9 +5,8 @@ absolute numbers and every delivery of every event overlaps with others. Every u
 and none declares its SHA-256: the API's 409 pre-check would otherwise answer some of her uploads
 without a PUT, and every one of the 1,000 must go through S3 and the worker.
 
-The clients respect the per-owner cap on uploads waiting for their bytes (MaxPendingUploads): they
-go in rounds of at most that many uploads, all 20 uploads of a content in the same round, so that
-each new content meets its 20 racing uploads at once.
+The stack lifts the per-owner cap on uploads waiting for their bytes (MaxPendingUploads, as
+`--parameter-overrides` would) to 1,000, so that all of them race at once.
 """
 
 from __future__ import annotations
@@ -57,7 +56,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(TIMEOUT_S)]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     log_dir: Path = tmp_path_factory.mktemp("concurrency-1000")
-    with start_stack(log_dir, "--workers", "4", "--duplicate-deliveries") as running:
+    with start_stack(
+        log_dir,
+        *("--workers", "4", "--duplicate-deliveries"),
+        *("--max-pending-uploads", str(UPLOADS)),
+    ) as running:
         yield running
 
 
@@ -138,18 +141,14 @@ def _resources(stack: RunningStack) -> Resources:
 def test_1000_uploads_of_50_contents_delivered_twice_store_each_content_once(
     stack: RunningStack,
 ) -> None:
-    # Given 50 distinct small contents of distinct sizes, each to be uploaded 20 times, in rounds
-    # as large as alice's pending cap allows, each round holding every upload of its contents
+    # Given 50 distinct small contents of distinct sizes, each to be uploaded 20 times
     contents = [hashlib.sha256(b"%d" % n).digest() * (64 + 8 * n) for n in range(CONTENTS)]
     per_content = UPLOADS // CONTENTS
     jobs = [contents[n // per_content] for n in range(UPLOADS)]
     digests = {sha256_hex(data) for data in contents}
-    cap = int(parameter_default("MaxPendingUploads"))
-    round_size = cap - cap % per_content
-    assert round_size > 0, "the pending cap is below one content's uploads"
     alice = stack.auth("alice")
 
-    # When 32 client threads push each round's uploads through the API and S3, then poll them (a
+    # When 32 client threads push every upload through the API and S3, then poll them (a
     # client polling each upload right after its PUT would mostly spend the API's one
     # environment on answering PENDING)
     started = time.monotonic()
@@ -157,14 +156,12 @@ def test_1000_uploads_of_50_contents_delivered_twice_store_each_content_once(
     assert BUDGET_S >= 300, "the timeout leaves the test too little time"
     results: list[dict[str, Any]] = []
     with ThreadPoolExecutor(CLIENTS) as pool:
-        for first in range(0, UPLOADS, round_size):
-            batch = range(first, min(first + round_size, UPLOADS))
-            sent = list(
-                pool.map(lambda n: _send(stack.api_url, alice, jobs[n], n, deadline), batch)
-            )
-            results += pool.map(
-                lambda upload_id: _poll(stack.api_url, alice, upload_id, deadline), sent
-            )
+        sent = list(
+            pool.map(lambda n: _send(stack.api_url, alice, jobs[n], n, deadline), range(UPLOADS))
+        )
+        results += pool.map(
+            lambda upload_id: _poll(stack.api_url, alice, upload_id, deadline), sent
+        )
     wait_until(
         lambda: _queue_drained(stack),
         timeout=max(0.0, deadline - time.monotonic()),

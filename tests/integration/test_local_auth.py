@@ -77,6 +77,17 @@ def _get(stack: RunningStack, authorization: str | None, path: str = "/admin/sta
     return requests.get(f"{stack.api_url}{path}", headers=headers, timeout=30)
 
 
+def _logged(stack: RunningStack, line: str, within: float = 10.0) -> bool:
+    """Whether the stack's log has ``line``: the gateway logs a request after answering it, so
+    the line may land a moment after the response."""
+    deadline = time.monotonic() + within
+    while line not in stack.log():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _assert_unauthorized(response: requests.Response, because: str | None = None) -> None:
     assert response.status_code == 401, response.text
     assert response.json() == UNAUTHORIZED
@@ -129,12 +140,7 @@ def test_no_token_is_401_without_invoking_anything(
     )
     _assert_unauthorized(response)
     assert response.headers["www-authenticate"] == "Bearer"
-    # The gateway logs each request after answering it: give the line a moment to land.
-    line = f"api: {method} {path} -> 401"
-    deadline = time.monotonic() + 10
-    while line not in local_stack.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert line in local_stack.log()
+    assert _logged(local_stack, f"api: {method} {path} -> 401")
     assert count_items(local_stack, local_stack.uploads_table) == uploads
 
 
@@ -339,7 +345,7 @@ def test_a_preflight_is_answered_by_the_gateway_without_a_token(local_stack: Run
     assert response.headers["access-control-allow-origin"] == "*"
     assert "authorization" in response.headers["access-control-allow-headers"]
     assert "POST" in response.headers["access-control-allow-methods"]
-    assert "api: OPTIONS /uploads -> 204 (CORS preflight)" in local_stack.log()
+    assert _logged(local_stack, "api: OPTIONS /uploads -> 204 (CORS preflight)")
 
 
 def test_a_401_carries_the_cors_headers(local_stack: RunningStack) -> None:
