@@ -266,12 +266,6 @@ def abort_upload(upload_id: UploadIdParam) -> Response[None]:
     return Response(status_code=HTTPStatus.NO_CONTENT, body=None)
 
 
-def _own_upload(upload_id: str) -> Upload:
-    # The multipart service knows no owners: the caller's ownership is checked first, so another
-    # owner's upload answers 404 before any of its state is read.
-    return uploads.get_upload(upload_id, owner=_owner(), ledger=wiring.ledger())
-
-
 @app.post(
     "/uploads/<upload_id>/parts",
     summary="Presigned URLs for some parts of a multipart upload (at most 100 per call)",
@@ -283,10 +277,10 @@ def _own_upload(upload_id: str) -> Upload:
     },
 )
 def presign_parts(upload_id: UploadIdParam, body: PartsRequest) -> Response[PartsResponse]:
-    _own_upload(upload_id)
     parts = multipart.presign_parts(
         upload_id,
         body.part_numbers,
+        owner=_owner(),
         ledger=wiring.ledger(),
         store=wiring.store(),
         ttl_seconds=settings.upload_url_ttl_seconds,
@@ -308,8 +302,9 @@ def presign_parts(upload_id: UploadIdParam, body: PartsRequest) -> Response[Part
     },
 )
 def list_parts(upload_id: UploadIdParam) -> Response[UploadedPartsResponse]:
-    _own_upload(upload_id)
-    parts = multipart.uploaded_parts(upload_id, ledger=wiring.ledger(), store=wiring.store())
+    parts = multipart.uploaded_parts(
+        upload_id, owner=_owner(), ledger=wiring.ledger(), store=wiring.store()
+    )
     response = UploadedPartsResponse(
         parts=[UploadedPartView(part_number=p.part_number, etag=p.etag, size=p.size) for p in parts]
     )
@@ -327,10 +322,10 @@ def list_parts(upload_id: UploadIdParam) -> Response[UploadedPartsResponse]:
     },
 )
 def complete_upload(upload_id: UploadIdParam, body: CompleteRequest) -> Response[UploadView]:
-    _own_upload(upload_id)
     upload = multipart.complete(
         upload_id,
         [(p.part_number, p.etag) for p in body.parts],
+        owner=_owner(),
         ledger=wiring.ledger(),
         store=wiring.store(),
     )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from adapters.dynamodb import Ledger
 from adapters.s3 import MultipartResult, ObjectStore, PresignedPut, UploadedPart
-from domain.errors import Conflict, InvalidInput, NotFound
+from domain.access import owned
+from domain.errors import Conflict, InvalidInput
 from domain.model import Upload, is_upload_id, staging_key
 from domain.multipart import MultipartState, check_completion, check_part_numbers
 from service.clock import utcnow
@@ -21,11 +22,12 @@ _S3_REFUSALS = {
 }
 
 
-def _pending_multipart(upload_id: str, ledger: Ledger) -> tuple[Upload, MultipartState]:
+def _pending_multipart(upload_id: str, owner: str, ledger: Ledger) -> tuple[Upload, MultipartState]:
+    """The caller's pending multipart upload; another owner's answers as an unknown id, before
+    anything about its state is told."""
     found = ledger.get_multipart_upload(upload_id) if is_upload_id(upload_id) else None
-    if found is None:
-        raise NotFound(f"no upload {upload_id}")
-    upload, state = found
+    upload = owned(found[0] if found else None, owner, upload_id)
+    state = found[1] if found else None
     if upload.status.terminal:
         raise Conflict(f"upload {upload_id} is already {upload.status.value}")
     if state is None:
@@ -39,11 +41,12 @@ def presign_parts(
     upload_id: str,
     part_numbers: list[int],
     *,
+    owner: str,
     ledger: Ledger,
     store: ObjectStore,
     ttl_seconds: int,
 ) -> list[tuple[int, PresignedPut]]:
-    upload, state = _pending_multipart(upload_id, ledger)
+    upload, state = _pending_multipart(upload_id, owner, ledger)
     numbers = check_part_numbers(part_numbers, state.plan)
     key = staging_key(upload_id)
     return [
@@ -61,8 +64,10 @@ def presign_parts(
     ]
 
 
-def uploaded_parts(upload_id: str, *, ledger: Ledger, store: ObjectStore) -> list[UploadedPart]:
-    _, state = _pending_multipart(upload_id, ledger)
+def uploaded_parts(
+    upload_id: str, *, owner: str, ledger: Ledger, store: ObjectStore
+) -> list[UploadedPart]:
+    _, state = _pending_multipart(upload_id, owner, ledger)
     parts = store.list_parts(staging_key(upload_id), state.s3_upload_id)
     if parts is None:
         raise Conflict(f"upload {upload_id} was already completed or aborted")
@@ -70,10 +75,15 @@ def uploaded_parts(upload_id: str, *, ledger: Ledger, store: ObjectStore) -> lis
 
 
 def complete(
-    upload_id: str, parts: list[tuple[int, str]], *, ledger: Ledger, store: ObjectStore
+    upload_id: str,
+    parts: list[tuple[int, str]],
+    *,
+    owner: str,
+    ledger: Ledger,
+    store: ObjectStore,
 ) -> Upload:
     """Ask S3 to assemble the parts; the worker takes it from there (the upload stays PENDING)."""
-    upload, state = _pending_multipart(upload_id, ledger)
+    upload, state = _pending_multipart(upload_id, owner, ledger)
     ordered = check_completion(parts, state.plan)
     result = store.complete_multipart(staging_key(upload_id), state.s3_upload_id, ordered)
     if result is MultipartResult.GONE:
