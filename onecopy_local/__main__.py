@@ -60,6 +60,13 @@ def _positive(value: str) -> int:
     return number
 
 
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return number
+
+
 def _count(value: str) -> int:
     number = int(value)
     if number < 0:
@@ -141,6 +148,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=int(parameter_default("MaxPendingUploads")),
         help="uploads one owner may have waiting for their bytes at once (template parameter "
         "MaxPendingUploads; default %(default)s); beyond it POST /uploads answers 429",
+    )
+    parser.add_argument(
+        "--collection-grace",
+        type=_non_negative,
+        default=int(parameter_default("CollectionGracePeriodSeconds")),
+        metavar="SECONDS",
+        help="how long an unreferenced content is kept before the collector removes it "
+        "(template parameter CollectionGracePeriodSeconds; default %(default)s)",
+    )
+    parser.add_argument(
+        "--collector-schedule",
+        default=str(parameter_default("CollectorSchedule")),
+        metavar="EXPR",
+        help="how often the collector runs, as rate(N minutes|hours|days) (template parameter "
+        "CollectorSchedule; default %(default)s); invoke CollectorFunction to run it now",
     )
     parser.add_argument(
         "--stop-on-eof",
@@ -262,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         throttle_rate=args.throttle_rate,
         throttle_burst=args.throttle_burst,
         max_pending_uploads=args.max_pending_uploads,
+        collection_grace_seconds=args.collection_grace,
+        collector_schedule=args.collector_schedule,
     )
     if args.no_iam:
         print(NO_IAM_WARNING, file=sys.stderr, flush=True)

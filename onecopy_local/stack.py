@@ -50,13 +50,14 @@ from onecopy_local.resources import (
     resource,
     template,
 )
+from onecopy_local.scheduler import Scheduler, template_schedules
 from onecopy_local.worker import EventSourceMapping
 
 DEFAULT_API_PORT = 3000
 DEFAULT_EMULATOR_PORT = 4566
 DEFAULT_LAMBDA_PORT = 3001  # where `sam local start-lambda` listens
 # The functions clients invoke directly (`onecopy admin reconcile`), by their template names.
-INVOKABLE_FUNCTIONS = ("ReconcileFunction",)
+INVOKABLE_FUNCTIONS = ("ReconcileFunction", "CollectorFunction")
 WORKER_FUNCTION = "WorkerFunction"
 DEFAULT_WORKERS = 2
 DEFAULT_VISIBILITY_TIMEOUT = 5  # seconds; short so that a failed message is retried quickly
@@ -111,6 +112,8 @@ class LocalStack:
         throttle_rate: float | None = None,
         throttle_burst: int | None = None,
         max_pending_uploads: int | None = None,
+        collection_grace_seconds: int | None = None,
+        collector_schedule: str | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError("workers must not be negative")
@@ -131,6 +134,8 @@ class LocalStack:
                 ("ThrottlingRateLimit", throttle_rate),
                 ("ThrottlingBurstLimit", throttle_burst),
                 ("MaxPendingUploads", max_pending_uploads),
+                ("CollectionGracePeriodSeconds", collection_grace_seconds),
+                ("CollectorSchedule", collector_schedule),
             )
             if value is not None
         }
@@ -142,6 +147,7 @@ class LocalStack:
         self._api: ApiServer | None = None
         self._lambda: LambdaInvokeServer | None = None
         self._pollers: EventSourceMapping | None = None
+        self._scheduler: Scheduler | None = None
 
     # --- what clients need ---------------------------------------------------------------------
 
@@ -232,6 +238,10 @@ class LocalStack:
                 region=REGION,
             )
             self._lambda.start()
+            self._scheduler = Scheduler(
+                template_schedules(self.resources, self.parameter_overrides),
+                lambda name, event, request_id: self._pools[name].invoke(event, request_id),
+            ).start()
             if self.workers:
                 self._pollers = self._event_source_mapping().start()
         except BaseException:
@@ -242,6 +252,9 @@ class LocalStack:
     def close(self) -> None:
         """Stop the pollers (each finishes its batch), the API and the Lambda endpoint (each
         finishes its requests), then the functions' environments, then the emulator."""
+        if self._scheduler is not None:
+            self._scheduler.close()
+            self._scheduler = None
         if self._pollers is not None:
             self._pollers.close()
             self._pollers = None

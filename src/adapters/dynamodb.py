@@ -16,23 +16,22 @@ import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from domain.lifecycle import TOMBSTONE_RETENTION, Applied, Deletion, Verdict, stats_delta
 from domain.model import (
     Content,
+    ContentState,
     Holding,
     RejectReason,
     StatsDelta,
     Upload,
     UploadStatus,
-    Verdict,
     new_holding,
     pending_expiry,
-    stats_delta,
     stats_shard,
 )
 from domain.multipart import MultipartState, PartPlan
@@ -41,17 +40,14 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 OWNER_PENDING_INDEX = "owner-pending"
+OWNER_CREATED_INDEX = "owner-created"
+COLLECTABLE_INDEX = "collectable"
+# The collectable index is write-sharded by the first hex digit of the hash: deletions that
+# unreference many contents at once (an erasure) spread over 16 partitions.
+GC_SHARDS = "0123456789abcdef"
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
-
-
-class Applied(StrEnum):
-    APPLIED = "applied"
-    ALREADY_COMPLETE = "already_complete"  # the upload had left PENDING before this write
-    CONTENT_EXISTS = "content_exists"  # another upload recorded this content first
-    ALREADY_HELD = "already_held"  # the owner held this content before this upload completed
-    NOT_HELD = "not_held"  # the holding this write relied on does not exist
 
 
 def _item(values: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +88,21 @@ def upload_to_item(upload: Upload) -> dict[str, Any]:
             "pending_owner": upload.owner if pending else None,
             "url_expires_at": _utc(expires) if expires else None,
             "expires_at": _pending_ttl(upload, expires) if expires else None,
+            "deduplicated": upload.deduplicated,
+        }
+    )
+
+
+def tombstone_item(upload: Upload, at: datetime) -> dict[str, Any]:
+    """What a deleted, deduplicated upload leaves: no owner, no name, only the avoided duplicate
+    that the cumulative counter keeps counting (and reconciliation recounts)."""
+    return _item(
+        {
+            "upload_id": upload.upload_id,
+            "status": UploadStatus.DELETED.value,
+            "deduplicated": True,
+            "created_at": upload.created_at.isoformat(),
+            "completed_at": at.isoformat(),
         }
     )
 
@@ -103,6 +114,18 @@ def _pending_ttl(upload: Upload, url_expires_at: datetime) -> int:
 
 def upload_from_item(item: dict[str, Any]) -> Upload:
     v = _plain(item)
+    if v["status"] == UploadStatus.DELETED.value:
+        return Upload(
+            upload_id=v["upload_id"],
+            owner="",
+            filename="",
+            size=0,
+            content_type="",
+            created_at=datetime.fromisoformat(v["created_at"]),
+            status=UploadStatus.DELETED,
+            completed_at=_dt(v.get("completed_at")),
+            deduplicated=bool(v.get("deduplicated")),
+        )
     return Upload(
         upload_id=v["upload_id"],
         owner=v["owner"],
@@ -116,10 +139,14 @@ def upload_from_item(item: dict[str, Any]) -> Upload:
         completed_at=_dt(v.get("completed_at")),
         reason=RejectReason(v["reason"]) if v.get("reason") else None,
         url_expires_at=_dt(v.get("url_expires_at")),
+        deduplicated=v.get("deduplicated"),
     )
 
 
 def content_to_item(content: Content) -> dict[str, Any]:
+    """A content record. LIVE is the absence of `state` (so records written before deletion
+    existed read as LIVE); an unreferenced LIVE content carries the collectable index's keys."""
+    unreferenced = content.state is ContentState.LIVE and content.zero_since is not None
     return _item(
         {
             "sha256": content.sha256,
@@ -129,6 +156,10 @@ def content_to_item(content: Content) -> dict[str, Any]:
             "last_uploaded_at": content.last_uploaded_at.isoformat(),
             "upload_count": content.upload_count,
             "first_upload_id": content.first_upload_id,
+            "state": None if content.state is ContentState.LIVE else content.state.value,
+            "generation": content.generation,
+            "zero_since": _utc(content.zero_since) if content.zero_since else None,
+            "gc_shard": content.sha256[0] if unreferenced else None,
         }
     )
 
@@ -143,6 +174,9 @@ def content_from_item(item: dict[str, Any]) -> Content:
         last_uploaded_at=datetime.fromisoformat(v["last_uploaded_at"]),
         upload_count=int(v["upload_count"]),
         first_upload_id=v["first_upload_id"],
+        state=ContentState(v.get("state", ContentState.LIVE.value)),
+        zero_since=_dt(v.get("zero_since")),
+        generation=int(v.get("generation", 0)),
     )
 
 
@@ -201,17 +235,19 @@ class Ledger:
     # --- reads ---------------------------------------------------------------------------------
 
     def get_upload(self, upload_id: str) -> Upload | None:
+        """The upload, or None when there is none (a deleted upload's tombstone included)."""
         resp = self._ddb.get_item(
             TableName=self.uploads_table, Key=_item({"upload_id": upload_id}), ConsistentRead=True
         )
-        return upload_from_item(resp["Item"]) if "Item" in resp else None
+        upload = upload_from_item(resp["Item"]) if "Item" in resp else None
+        return None if upload is None or upload.status is UploadStatus.DELETED else upload
 
     def get_multipart_upload(self, upload_id: str) -> tuple[Upload, MultipartState | None] | None:
         """An upload and, while it is pending in parts, its multipart state (one read)."""
         resp = self._ddb.get_item(
             TableName=self.uploads_table, Key=_item({"upload_id": upload_id}), ConsistentRead=True
         )
-        if "Item" not in resp:
+        if "Item" not in resp or resp["Item"]["status"]["S"] == UploadStatus.DELETED.value:
             return None
         item = resp["Item"]
         state = None
@@ -274,13 +310,86 @@ class Ledger:
             total += int(page.get("Count", 0))
         return total
 
+    def list_uploads(
+        self,
+        owner: str,
+        limit: int,
+        after: tuple[str, str] | None,
+        *,
+        status: UploadStatus | None = None,
+        prefix: str | None = None,
+    ) -> tuple[list[Upload], tuple[str, str] | None]:
+        """One page of an owner's uploads, newest first, from the owner-created index.
+
+        `after` and the returned position are (created_at, upload_id) of the page's last item
+        examined. Filters apply after the page is read (DynamoDB's FilterExpression), so a page
+        may hold fewer than `limit` uploads while more follow; a deleted upload has no owner and
+        so is not in the index at all.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self.uploads_table,
+            "IndexName": OWNER_CREATED_INDEX,
+            "KeyConditionExpression": "#o = :owner",
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        names = {"#o": "owner"}
+        values: dict[str, Any] = {":owner": owner}
+        filters = []
+        if status is not None:
+            filters.append("#s = :status")
+            names["#s"] = "status"
+            values[":status"] = status.value
+        if prefix:
+            filters.append("begins_with(filename, :prefix)")
+            values[":prefix"] = prefix
+        if filters:
+            kwargs["FilterExpression"] = " AND ".join(filters)
+        kwargs["ExpressionAttributeNames"] = names
+        kwargs["ExpressionAttributeValues"] = _item(values)
+        if after is not None:
+            created_at, upload_id = after
+            kwargs["ExclusiveStartKey"] = _item(
+                {"owner": owner, "created_at": created_at, "upload_id": upload_id}
+            )
+        resp = self._ddb.query(**kwargs)
+        last = resp.get("LastEvaluatedKey")
+        found = [upload_from_item(item) for item in resp.get("Items", [])]
+        position = (
+            (str(_plain(last)["created_at"]), str(_plain(last)["upload_id"])) if last else None
+        )
+        return found, position
+
+    def collectable(self, cutoff: datetime) -> Iterator[str]:
+        """Contents unreferenced since `cutoff` or earlier (and half-done collections), by hash.
+
+        The index is eventually consistent: what it lists is only a candidate, which the guarded
+        mark re-checks against the table.
+        """
+        paginator = self._ddb.get_paginator("query")
+        for shard in GC_SHARDS:
+            for page in paginator.paginate(
+                TableName=self.contents_table,
+                IndexName=COLLECTABLE_INDEX,
+                KeyConditionExpression="gc_shard = :shard AND zero_since <= :cutoff",
+                ExpressionAttributeValues=_item({":shard": shard, ":cutoff": _utc(cutoff)}),
+            ):
+                for item in page.get("Items", []):
+                    yield str(_plain(item)["sha256"])
+
     def list_contents(self, limit: int, after: str | None) -> tuple[list[Content], str | None]:
-        """One page of the contents table, in DynamoDB's (stable) scan order.
+        """One page of the LIVE contents, in DynamoDB's (stable) scan order.
 
         A scan resumed from a key returns every item that existed throughout exactly once, however
         many items are added meanwhile, which is the guarantee the hash list makes to clients.
+        Collected contents are filtered out after the read: a page may be short while more follow.
         """
-        kwargs: dict[str, Any] = {"TableName": self.contents_table, "Limit": limit}
+        kwargs: dict[str, Any] = {
+            "TableName": self.contents_table,
+            "Limit": limit,
+            "FilterExpression": "attribute_not_exists(#st)",
+            "ExpressionAttributeNames": {"#st": "state"},
+        }
         if after is not None:
             kwargs["ExclusiveStartKey"] = _item({"sha256": after})
         resp = self._ddb.scan(**kwargs)
@@ -322,13 +431,23 @@ class Ledger:
         """Apply a correction found by reconciliation (ADD keeps concurrent increments intact)."""
         self._ddb.update_item(**self._stats_update(delta, shard)["Update"])
 
-    def set_upload_count(self, sha256: str, count: int) -> None:
+    def set_upload_count(self, sha256: str, count: int, at: datetime) -> None:
+        """A LIVE content's reference count, as reconciliation found it; an unreferenced one
+        (re)enters the collectable index, its grace starting now."""
+        values: dict[str, Any]
+        if count > 0:
+            update = "SET upload_count = :n REMOVE zero_since, gc_shard"
+            values = {":n": count}
+        else:
+            update = "SET upload_count = :n, zero_since = :at, gc_shard = :shard"
+            values = {":n": 0, ":at": _utc(at), ":shard": sha256[0]}
         self._ddb.update_item(
             TableName=self.contents_table,
             Key=_item({"sha256": sha256}),
-            UpdateExpression="SET upload_count = :n",
-            ConditionExpression="attribute_exists(sha256)",
-            ExpressionAttributeValues=_item({":n": count}),
+            UpdateExpression=update,
+            ConditionExpression="attribute_exists(sha256) AND attribute_not_exists(#st)",
+            ExpressionAttributeNames={"#st": "state"},
+            ExpressionAttributeValues=_item(values),
         )
 
     def set_holding_count(self, owner: str, sha256: str, count: int) -> None:
@@ -360,57 +479,72 @@ class Ledger:
             ConditionExpression="attribute_not_exists(upload_id)",
         )
 
-    def record_stored(self, upload: Upload, content: Content) -> Applied:
-        """Verdict STORE, the first copy of a content: content record, holding, STORED, counters.
+    def record_stored(self, upload: Upload, content: Content, replaces: Content | None) -> Applied:
+        """Verdict STORE: content record, holding, STORED, counters.
 
-        CONTENT_EXISTS when another upload recorded the content first (the worker then matches).
+        `replaces` is the content record the decision read: none, or a GONE tombstone, which the
+        write requires unchanged (same generation), so that no collection can have removed the
+        object between the copy and this write. CONTENT_CHANGED otherwise: read and decide again.
         """
-        return self._transact(
+        if replaces is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(sha256)"}
+        else:
+            condition = {
+                "ConditionExpression": "#st = :gone AND generation = :g",
+                "ExpressionAttributeNames": {"#st": "state"},
+                "ExpressionAttributeValues": _item(
+                    {":gone": ContentState.GONE.value, ":g": replaces.generation}
+                ),
+            }
+        put = {"Put": {"TableName": self.contents_table, "Item": content_to_item(content)}}
+        put["Put"] |= condition
+        failed = self._transact(
             [
                 self._complete_upload(upload),
-                {
-                    "Put": {
-                        "TableName": self.contents_table,
-                        "Item": content_to_item(content),
-                        "ConditionExpression": "attribute_not_exists(sha256)",
-                    }
-                },
+                put,
                 self._put_holding(upload),
                 self._bump_stats(upload, Verdict.STORE),
-            ],
-            {1: Applied.CONTENT_EXISTS},
+            ]
         )
+        return _first(failed, {1: Applied.CONTENT_CHANGED, 2: Applied.ALREADY_HELD})
 
-    def record_match(self, upload: Upload) -> Applied:
-        """Verdict MATCH: a known content, new to this owner: holding, STORED, counters.
+    def record_match(self, upload: Upload, verdict: Verdict) -> Applied:
+        """Verdict MATCH or REVIVE: a LIVE content, new to this owner: holding, STORED, counters.
 
-        ALREADY_HELD when the owner held the content already (the worker then records DUPLICATE).
+        MATCH requires the content referenced, REVIVE unreferenced (and takes it out of the
+        collectable index); CONTENT_CHANGED when it is not so any more (or is being collected),
+        ALREADY_HELD when the owner held it already (the worker then records DUPLICATE).
         """
-        return self._transact(
+        if verdict not in (Verdict.MATCH, Verdict.REVIVE):
+            raise ValueError(f"not a match: {verdict}")
+        failed = self._transact(
             [
                 self._complete_upload(upload),
                 self._put_holding(upload),
-                *self._count_dedup(upload, Verdict.MATCH),
-            ],
-            {1: Applied.ALREADY_HELD},
+                self._reference(upload, revive=verdict is Verdict.REVIVE),
+                self._bump_stats(upload, verdict),
+            ]
         )
+        return _first(failed, {1: Applied.ALREADY_HELD, 2: Applied.CONTENT_CHANGED})
 
     def record_duplicate(self, upload: Upload) -> Applied:
-        """Verdict DUPLICATE, found by the worker: the owner already held this content."""
-        return self._transact(
+        """Verdict DUPLICATE, found by the worker: the owner already held this content.
+
+        NOT_HELD when the owner deleted their last upload of it meanwhile (decide again)."""
+        failed = self._transact(
             [
                 self._complete_upload(upload),
                 self._count_holding(upload),
-                *self._count_dedup(upload, Verdict.DUPLICATE),
-            ],
-            {1: Applied.NOT_HELD},
+                self._reference(upload, revive=False),
+                self._bump_stats(upload, Verdict.DUPLICATE),
+            ]
         )
+        return _first(failed, {1: Applied.NOT_HELD, 2: Applied.CONTENT_CHANGED})
 
     def record_held_duplicate(self, upload: Upload) -> Applied:
         """The 409 pre-check: a new upload item, born DUPLICATE, and the savings it stands for.
 
-        NOT_HELD when the owner's holding is gone (holdings are never deleted today), in which
-        case nothing was written.
+        NOT_HELD when the owner's holding is gone (deleted since it was read): nothing written.
         """
         if upload.status is not UploadStatus.DUPLICATE:
             raise ValueError("a held duplicate is born DUPLICATE")
@@ -421,46 +555,15 @@ class Ledger:
                 "ConditionExpression": "attribute_not_exists(upload_id)",
             }
         }
-        return self._transact(
-            [put, self._count_holding(upload), *self._count_dedup(upload, Verdict.DUPLICATE)],
-            {1: Applied.NOT_HELD},
+        failed = self._transact(
+            [
+                put,
+                self._count_holding(upload),
+                self._reference(upload, revive=False),
+                self._bump_stats(upload, Verdict.DUPLICATE),
+            ]
         )
-
-    def _put_holding(self, upload: Upload) -> dict[str, Any]:
-        return {
-            "Put": {
-                "TableName": self.holdings_table,
-                "Item": holding_to_item(new_holding(upload)),
-                # The atomic answer to "did this owner already hold it?".
-                "ConditionExpression": "attribute_not_exists(sha256)",
-            }
-        }
-
-    def _count_holding(self, upload: Upload) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self.holdings_table,
-                "Key": _item({"owner": upload.owner, "sha256": upload.sha256}),
-                "UpdateExpression": "ADD upload_count :one",
-                "ConditionExpression": "attribute_exists(sha256)",
-                "ExpressionAttributeValues": _item({":one": 1}),
-            }
-        }
-
-    def _count_dedup(self, upload: Upload, verdict: Verdict) -> list[dict[str, Any]]:
-        assert upload.sha256 is not None and upload.completed_at is not None
-        count = {
-            "Update": {
-                "TableName": self.contents_table,
-                "Key": _item({"sha256": upload.sha256}),
-                "UpdateExpression": "ADD upload_count :one SET last_uploaded_at = :at",
-                "ConditionExpression": "attribute_exists(sha256)",
-                "ExpressionAttributeValues": _item(
-                    {":one": 1, ":at": upload.completed_at.isoformat()}
-                ),
-            }
-        }
-        return [count, self._bump_stats(upload, verdict)]
+        return _first(failed, {1: Applied.NOT_HELD, 2: Applied.NOT_HELD})
 
     def record_rejected(self, upload: Upload) -> Applied:
         """REJECTED, by the worker (bytes that do not match) or the client (abort).
@@ -468,7 +571,105 @@ class Ledger:
         Refused once a worker claimed a content for the upload (`claim_content`): its bytes
         matched, and the copy the claim made way for must end up recorded.
         """
-        return self._transact([self._complete_upload(upload, unclaimed=True)], {})
+        return _first(self._transact([self._complete_upload(upload, unclaimed=True)]), {})
+
+    def record_deleted(self, deletion: Deletion, at: datetime) -> set[Applied]:
+        """Remove a terminal upload and the references it holds, in one guarded write.
+
+        Empty when applied. Otherwise what changed: ALREADY_COMPLETE (the upload is gone
+        already, or changed), HOLDING_CHANGED / CONTENT_CHANGED (the deletion's assumption about
+        whose last reference this is was wrong: revise it and try again).
+        """
+        upload = deletion.upload
+        guard = {
+            "ConditionExpression": "#s = :status AND #o = :owner",
+            "ExpressionAttributeNames": {"#s": "status", "#o": "owner"},
+            "ExpressionAttributeValues": _item(
+                {":status": upload.status.value, ":owner": upload.owner}
+            ),
+        }
+        key = _item({"upload_id": upload.upload_id})
+        first: dict[str, Any]
+        if deletion.tombstone:
+            first = {
+                "Put": {"TableName": self.uploads_table, "Item": tombstone_item(upload, at)} | guard
+            }
+        else:
+            first = {"Delete": {"TableName": self.uploads_table, "Key": key} | guard}
+        actions = [first]
+        if deletion.references:
+            actions += [
+                self._release_holding(upload, last=deletion.last_of_owner),
+                self._release_content(upload, last=deletion.last_reference, at=at),
+                self._stats_update(
+                    deletion.delta, stats_shard(upload.upload_id, self.stats_shards)
+                ),
+            ]
+        failed = self._transact(actions)
+        meaning = {
+            0: Applied.ALREADY_COMPLETE,
+            1: Applied.HOLDING_CHANGED,
+            2: Applied.CONTENT_CHANGED,
+        }
+        if 0 in failed:
+            return {Applied.ALREADY_COMPLETE}
+        return {meaning[i] for i in failed}
+
+    def mark_collecting(self, sha256: str, cutoff: datetime, at: datetime) -> bool:
+        """Start (or resume) collecting a content unreferenced since `cutoff` or earlier.
+
+        From here on no upload can reference it (every referencing write requires it LIVE), so
+        its object may be removed. False when it was referenced again, or is already GONE.
+        """
+        try:
+            self._ddb.update_item(
+                TableName=self.contents_table,
+                Key=_item({"sha256": sha256}),
+                UpdateExpression="SET #st = :collecting, collecting_since = "
+                "if_not_exists(collecting_since, :at)",
+                ConditionExpression="(attribute_not_exists(#st) AND upload_count = :zero AND "
+                "zero_since <= :cutoff) OR #st = :collecting",
+                ExpressionAttributeNames={"#st": "state"},
+                ExpressionAttributeValues=_item(
+                    {
+                        ":collecting": ContentState.COLLECTING.value,
+                        ":zero": 0,
+                        ":cutoff": _utc(cutoff),
+                        ":at": _utc(at),
+                    }
+                ),
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def mark_gone(self, sha256: str, at: datetime) -> bool:
+        """The object is removed: leave the tombstone (out of the collectable index; DynamoDB's
+        TTL forgets it after TOMBSTONE_RETENTION). False if another collector got here first."""
+        try:
+            self._ddb.update_item(
+                TableName=self.contents_table,
+                Key=_item({"sha256": sha256}),
+                UpdateExpression="SET #st = :gone, collected_at = :at, expires_at = :ttl "
+                "REMOVE zero_since, gc_shard, collecting_since",
+                ConditionExpression="#st = :collecting",
+                ExpressionAttributeNames={"#st": "state"},
+                ExpressionAttributeValues=_item(
+                    {
+                        ":gone": ContentState.GONE.value,
+                        ":collecting": ContentState.COLLECTING.value,
+                        ":at": _utc(at),
+                        ":ttl": int((at + TOMBSTONE_RETENTION).timestamp()),
+                    }
+                ),
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
 
     def claim_content(self, upload_id: str, sha256: str) -> bool:
         """Mark a PENDING upload as about to store `sha256`, before its bytes are copied there.
@@ -496,10 +697,102 @@ class Ledger:
                 ),
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if _condition_failed(exc):
                 return False
             raise
         return True
+
+    # --- transaction parts ---------------------------------------------------------------------
+
+    def _put_holding(self, upload: Upload) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.holdings_table,
+                "Item": holding_to_item(new_holding(upload)),
+                # The atomic answer to "did this owner already hold it?".
+                "ConditionExpression": "attribute_not_exists(sha256)",
+            }
+        }
+
+    def _count_holding(self, upload: Upload) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.holdings_table,
+                "Key": _item({"owner": upload.owner, "sha256": upload.sha256}),
+                "UpdateExpression": "ADD upload_count :one",
+                "ConditionExpression": "attribute_exists(sha256)",
+                "ExpressionAttributeValues": _item({":one": 1}),
+            }
+        }
+
+    def _reference(self, upload: Upload, *, revive: bool) -> dict[str, Any]:
+        """One more live upload of a LIVE content; a revival also ends its grace period."""
+        assert upload.sha256 is not None and upload.completed_at is not None
+        values = {":one": 1, ":zero": 0, ":at": upload.completed_at.isoformat()}
+        if revive:
+            update = "SET upload_count = :one, last_uploaded_at = :at REMOVE zero_since, gc_shard"
+            condition = "attribute_exists(sha256) AND attribute_not_exists(#st) AND "
+            condition += "upload_count = :zero"
+        else:
+            update = "ADD upload_count :one SET last_uploaded_at = :at"
+            condition = "attribute_exists(sha256) AND attribute_not_exists(#st) AND "
+            condition += "upload_count > :zero"
+        return {
+            "Update": {
+                "TableName": self.contents_table,
+                "Key": _item({"sha256": upload.sha256}),
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#st": "state"},
+                "ExpressionAttributeValues": _item(values),
+            }
+        }
+
+    def _release_holding(self, upload: Upload, *, last: bool) -> dict[str, Any]:
+        key = _item({"owner": upload.owner, "sha256": upload.sha256})
+        values = _item({":one": 1})
+        if last:
+            return {
+                "Delete": {
+                    "TableName": self.holdings_table,
+                    "Key": key,
+                    "ConditionExpression": "upload_count = :one",
+                    "ExpressionAttributeValues": values,
+                }
+            }
+        return {
+            "Update": {
+                "TableName": self.holdings_table,
+                "Key": key,
+                "UpdateExpression": "ADD upload_count :minus",
+                "ConditionExpression": "upload_count > :one",
+                "ExpressionAttributeValues": _item({":one": 1, ":minus": -1}),
+            }
+        }
+
+    def _release_content(self, upload: Upload, *, last: bool, at: datetime) -> dict[str, Any]:
+        assert upload.sha256 is not None
+        key = _item({"sha256": upload.sha256})
+        condition = "attribute_not_exists(#st) AND upload_count "
+        if last:
+            # Unreferenced from now: into the collectable index, its grace period starting now.
+            update = "SET upload_count = :zero, zero_since = :at, gc_shard = :shard"
+            values = {":one": 1, ":zero": 0, ":at": _utc(at), ":shard": upload.sha256[0]}
+            condition += "= :one"
+        else:
+            update = "ADD upload_count :minus"
+            values = {":one": 1, ":minus": -1}
+            condition += "> :one"
+        return {
+            "Update": {
+                "TableName": self.contents_table,
+                "Key": key,
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#st": "state"},
+                "ExpressionAttributeValues": _item(values),
+            }
+        }
 
     def _complete_upload(self, upload: Upload, *, unclaimed: bool = False) -> dict[str, Any]:
         # The Put replaces the whole item: a claim (or multipart state) ends with PENDING.
@@ -531,10 +824,9 @@ class Ledger:
             }
         }
 
-    def _transact(self, actions: list[dict[str, Any]], outcomes: dict[int, Applied]) -> Applied:
-        """Apply the actions at once. Action 0 is always the upload's guarded write (its failure
-        is ALREADY_COMPLETE); `outcomes` names what the failure of another condition means. The
-        first failed condition decides; a failure nobody expects propagates."""
+    def _transact(self, actions: list[dict[str, Any]]) -> list[int]:
+        """Apply the actions at once: [] when applied, else the indexes of the conditions that
+        failed (nothing was written). A cancellation for any other reason propagates."""
         for attempt in range(1, _TRANSACT_ATTEMPTS + 1):
             try:
                 self._ddb.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
@@ -544,17 +836,37 @@ class Ledger:
                 reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
                 codes = [str(r.get("Code", "None")) for r in reasons]
                 failed = [i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
-                if failed and failed[0] == 0:
-                    return Applied.ALREADY_COMPLETE
-                if failed and failed[0] in outcomes:
-                    return outcomes[failed[0]]
+                if failed:
+                    return failed
                 # Another write to the same stats shard, content or holding was in flight:
                 # botocore does not retry a cancelled transaction, and SQS would only retry it
                 # after the visibility timeout (minutes). Nothing was applied: trying again is safe.
-                transient = not failed and set(codes) - {"None"} <= _TRANSIENT_REASONS
+                transient = set(codes) - {"None"} <= _TRANSIENT_REASONS
                 if not transient or attempt == _TRANSACT_ATTEMPTS:
                     raise
                 time.sleep(random.uniform(0, 0.025 * 2**attempt))  # noqa: S311 (jitter)
                 continue
-            return Applied.APPLIED
+            return []
         raise AssertionError("unreachable")
+
+
+def _first(failed: list[int], meaning: dict[int, Applied]) -> Applied:
+    """Action 0 is always the upload's own guarded write: its failure means ALREADY_COMPLETE and
+    wins; otherwise the first failed condition that has a meaning decides. A failure nobody
+    expects is a bug (or a manual edit): it raises rather than be mistaken for an answer."""
+    if not failed:
+        return Applied.APPLIED
+    if failed[0] == 0:
+        return Applied.ALREADY_COMPLETE
+    for index in failed:
+        if index in meaning:
+            return meaning[index]
+    raise UnexpectedCondition(f"transaction action(s) {failed} failed their conditions")
+
+
+class UnexpectedCondition(Exception):
+    """A guarded write failed a condition that no decision accounts for."""
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

@@ -11,6 +11,11 @@ Invariants the rest of the system relies on (and the tests check):
    this content" (whether its bytes were promoted or matched a content someone else stored),
    DUPLICATE means "the owner already held it". Nothing an owner is told depends on what other
    owners hold; the admin counters still count every deduplication.
+5. References are counted: a content's upload_count is the number of live (STORED or DUPLICATE,
+   not deleted) uploads of it, a holding's the number of its owner's. A content whose count
+   reaches 0 stays LIVE (and can be matched again) for a grace period, then the collector marks it
+   COLLECTING (from then on nothing may reference it), removes its object and leaves a GONE
+   tombstone whose generation fences any copy made before the removal (domain.lifecycle).
 """
 
 from __future__ import annotations
@@ -60,6 +65,10 @@ class UploadStatus(StrEnum):
     STORED = "STORED"
     DUPLICATE = "DUPLICATE"
     REJECTED = "REJECTED"
+    # Deleted by its owner after it ended held by a deduplication: kept as a small tombstone
+    # (no owner, no name) so that reconciliation can still count the duplicate it avoided. Never
+    # shown to anyone; every other deleted upload leaves nothing behind.
+    DELETED = "DELETED"
 
     @property
     def terminal(self) -> bool:
@@ -75,6 +84,14 @@ class RejectReason(StrEnum):
     SIZE_MISMATCH = "size_mismatch"
     CHECKSUM_MISMATCH = "checksum_mismatch"
     ABORTED = "aborted"  # the client gave up (DELETE /uploads/{id}) before the bytes were decided
+
+
+class ContentState(StrEnum):
+    """Where a content is in its life; only a LIVE content may gain a reference."""
+
+    LIVE = "LIVE"  # its object exists under its content key
+    COLLECTING = "COLLECTING"  # unreferenced past the grace period; the collector is removing it
+    GONE = "GONE"  # its object was removed: a tombstone whose generation fences re-stores
 
 
 # --- identifiers and keys ----------------------------------------------------------------------
@@ -176,6 +193,10 @@ class Upload:
     # While PENDING: when the last URL that can fill it expires (the per-owner cap counts only
     # uploads that can still receive bytes). Not kept once the upload completes.
     url_expires_at: datetime | None = None
+    # Ended held without a new copy (verdict MATCH, REVIVE or DUPLICATE): a duplicate avoided.
+    # None when unknown: uploads completed before the flag was recorded (see
+    # domain.lifecycle.was_deduplicated).
+    deduplicated: bool | None = None
 
     @property
     def duplicate(self) -> bool:
@@ -215,8 +236,18 @@ class Content:
     content_type: str
     created_at: datetime
     last_uploaded_at: datetime
-    upload_count: int
+    upload_count: int  # live uploads of it, every owner's: its reference count
     first_upload_id: str
+    state: ContentState = ContentState.LIVE
+    # When upload_count last reached 0 (only while LIVE and unreferenced): the grace starts here.
+    zero_since: datetime | None = None
+    # Incremented by every store of the content's bytes, so that a store over a GONE tombstone
+    # can require the very tombstone it read (a copy made before a collection is never trusted).
+    generation: int = 0
+
+    @property
+    def referenced(self) -> bool:
+        return self.upload_count > 0
 
     @property
     def key(self) -> str:
@@ -270,12 +301,15 @@ def complete(
     *,
     sha256: str | None = None,
     reason: RejectReason | None = None,
+    deduplicated: bool = False,
 ) -> Upload:
     """The upload's one transition out of PENDING."""
     if upload.status.terminal:
         raise ValueError(f"upload {upload.upload_id} is already {upload.status}")
-    if not status.terminal:
-        raise ValueError("an upload can only complete into a terminal state")
+    if not status.terminal or status is UploadStatus.DELETED:
+        raise ValueError("an upload can only complete into a terminal state it can end in")
+    if deduplicated and not status.held:
+        raise ValueError("only a held upload can have avoided a duplicate")
     if (status is UploadStatus.REJECTED) != (reason is not None):
         raise ValueError("a reason is given exactly when the upload is rejected")
     if sha256 is not None and not is_sha256(sha256):
@@ -284,60 +318,17 @@ def complete(
         # A held upload without its hash would count bytes that no content record accounts for.
         raise ValueError(f"a {status} upload needs the SHA-256 of its content")
     return replace(
-        upload, status=status, sha256=sha256, completed_at=at, reason=reason, url_expires_at=None
+        upload,
+        status=status,
+        sha256=sha256,
+        completed_at=at,
+        reason=reason,
+        url_expires_at=None,
+        deduplicated=deduplicated,
     )
 
 
-class Verdict(StrEnum):
-    """What the worker does with one upload whose bytes arrived."""
-
-    REJECT = "reject"  # the bytes are not what the client declared: nothing is held or counted
-    STORE = "store"  # a content nobody holds: copy it to its content key, the owner holds it
-    MATCH = "match"  # a content someone holds, new to this owner: no copy, the owner holds it
-    DUPLICATE = "duplicate"  # the owner already holds this content
-
-    @property
-    def status(self) -> UploadStatus:
-        return _VERDICT_STATUS[self]
-
-
-_VERDICT_STATUS = {
-    Verdict.REJECT: UploadStatus.REJECTED,
-    Verdict.STORE: UploadStatus.STORED,
-    Verdict.MATCH: UploadStatus.STORED,
-    Verdict.DUPLICATE: UploadStatus.DUPLICATE,
-}
-
-
-def decide(upload: Upload, facts: ObjectFacts, *, content_known: bool, held: bool) -> Verdict:
-    """The worker's decision, from what it knows: is the content stored, does the owner hold it?
-
-    The worker first decides as if the owner did not hold the content (it does not read the
-    holding); the guarded write tells it otherwise, and it decides again with what it learned.
-    """
-    if held and not content_known:
-        raise ValueError("a holding always has its content")
-    if check_bytes(upload, facts) is not None:
-        return Verdict.REJECT
-    if held:
-        return Verdict.DUPLICATE
-    return Verdict.MATCH if content_known else Verdict.STORE
-
-
-def stats_delta(verdict: Verdict, size: int) -> StatsDelta:
-    """How the admin counters move: every upload but a content's first one is a deduplication.
-
-    A match of another owner's content counts as a duplicate here although its owner is told
-    STORED: the counters are global savings, the status is what the owner holds.
-    """
-    if verdict is Verdict.STORE:
-        return StatsDelta(files=1, uploads=1, bytes_stored=size)
-    if verdict in (Verdict.MATCH, Verdict.DUPLICATE):
-        return StatsDelta(uploads=1, duplicates=1, bytes_saved=size)
-    return StatsDelta()
-
-
-def new_content(upload: Upload, sha256: str, at: datetime) -> Content:
+def new_content(upload: Upload, sha256: str, at: datetime, *, generation: int = 1) -> Content:
     return Content(
         sha256=sha256,
         size=upload.size,
@@ -346,6 +337,7 @@ def new_content(upload: Upload, sha256: str, at: datetime) -> Content:
         last_uploaded_at=at,
         upload_count=1,
         first_upload_id=upload.upload_id,
+        generation=generation,
     )
 
 
@@ -383,7 +375,7 @@ def held_duplicate(upload: Upload, held: Holding, at: datetime) -> Upload:
             f"size {upload.size} does not match the {held.size} bytes you already stored "
             "with this sha256"
         )
-    return complete(upload, UploadStatus.DUPLICATE, at, sha256=held.sha256)
+    return complete(upload, UploadStatus.DUPLICATE, at, sha256=held.sha256, deduplicated=True)
 
 
 def pending_expiry(created_at: datetime, url_ttl_seconds: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
@@ -24,7 +24,13 @@ from pydantic import BaseModel, ValidationError
 from domain import access
 from domain.access import Caller, Forbidden, TooManyPending, Unauthenticated
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.model import UPLOAD_ID_PATTERN, UPLOAD_OR_SHA256_PATTERN, AlreadyHeld, Upload
+from domain.model import (
+    UPLOAD_ID_PATTERN,
+    UPLOAD_OR_SHA256_PATTERN,
+    AlreadyHeld,
+    Upload,
+    UploadStatus,
+)
 from handlers import wiring
 from handlers.events import HttpApiEvent, JwtClaims
 from handlers.schemas import (
@@ -35,6 +41,7 @@ from handlers.schemas import (
     CreateUploadRequest,
     CreateUploadResponse,
     DownloadResponse,
+    ErasureResponse,
     ErrorResponse,
     HashItem,
     HashPageResponse,
@@ -48,11 +55,12 @@ from handlers.schemas import (
     UploadedPartsResponse,
     UploadedPartView,
     UploadMetadata,
+    UploadPageResponse,
     UploadView,
     ValidationErrorResponse,
 )
 from handlers.settings import api_settings
-from service import catalog, multipart, uploads
+from service import catalog, deletion, multipart, uploads
 
 settings = api_settings()
 logger = Logger()
@@ -253,17 +261,65 @@ UploadIdParam = Annotated[str, Path(pattern=UPLOAD_ID_PATTERN, description="An u
 
 @app.delete(
     "/uploads/<upload_id>",
-    summary="Abort a pending upload (its parts are discarded; it ends REJECTED, reason aborted)",
+    summary="Delete one of your uploads (a pending one is aborted: REJECTED, reason aborted)",
+    description="A STORED, DUPLICATE or REJECTED upload is deleted: afterwards it, its metadata "
+    "and its download answer 404, and it leaves your list. Its content stays stored while anyone "
+    "else still references it, and is collected after the grace period otherwise. A PENDING "
+    "upload is aborted instead (delete it again to remove it).",
     security=SIGNED_IN,
     responses={
-        204: {"description": "Aborted", "content": {}},  # no body (else Powertools adds one)
-        409: _reply("Already stored, duplicate or rejected", ErrorResponse),
+        204: {"description": "Deleted, or aborted", "content": {}},  # no body
+        409: _reply("Its bytes are being stored right now: try again shortly", ErrorResponse),
         **_ERRORS,
     },
 )
-def abort_upload(upload_id: UploadIdParam) -> Response[None]:
-    uploads.abort_upload(upload_id, owner=_owner(), ledger=wiring.ledger(), store=wiring.store())
+def delete_upload(upload_id: UploadIdParam) -> Response[None]:
+    removed = deletion.remove_upload(
+        upload_id, owner=_owner(), ledger=wiring.ledger(), store=wiring.store()
+    )
+    metrics.add_metric(
+        name="UploadsDeleted" if removed is deletion.Removed.DELETED else "UploadsAborted",
+        unit=MetricUnit.Count,
+        value=1,
+    )
     return Response(status_code=HTTPStatus.NO_CONTENT, body=None)
+
+
+@app.get(
+    "/uploads",
+    summary="Your uploads, newest first, a page at a time",
+    description="Follow last_evaluated_key until it is null: with a filter, a page may hold "
+    "fewer than `limit` uploads while more follow.",
+    security=SIGNED_IN,
+    responses={200: _reply("One page of your uploads", UploadPageResponse), **_ERRORS},
+)
+def list_uploads(
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 100,
+    status: Annotated[
+        Literal["PENDING", "STORED", "DUPLICATE", "REJECTED"] | None,
+        Query(description="Only uploads in this state"),
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        Query(min_length=1, max_length=255, description="Only files whose name starts so"),
+    ] = None,
+    last_evaluated_key: Annotated[
+        str | None, Query(max_length=512, description="Token from the previous page")
+    ] = None,
+) -> Response[UploadPageResponse]:
+    page = catalog.list_uploads(
+        limit,
+        last_evaluated_key,
+        owner=_owner(),
+        status=UploadStatus(status) if status else None,
+        prefix=prefix,
+        ledger=wiring.ledger(),
+        secret=wiring.page_token_secret(),
+    )
+    body = UploadPageResponse(
+        items=[UploadView.of(u) for u in page.uploads], last_evaluated_key=page.next_token
+    )
+    return _json(HTTPStatus.OK, body.model_dump(mode="json"))
 
 
 @app.post(
@@ -446,6 +502,49 @@ def list_hashes(
     body = HashPageResponse(
         items=[HashItem.of(c) for c in page.contents],
         last_evaluated_key=page.next_token,
+    )
+    return _json(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+OwnerParam = Annotated[
+    str,
+    Path(
+        pattern=r"^[^/\s]{1,255}$",
+        description="The owner's `sub` claim (`onecopy whoami` shows yours)",
+    ),
+]
+# Leave this much of the function's time for the answer: the rest of the work waits for the
+# next call.
+_ERASE_RESERVE_MS = 3000
+
+
+@app.post(
+    "/admin/owners/<owner>/erase",
+    summary="Delete every upload of one owner, as far as one call's time allows (admins only)",
+    description="Idempotent and resumable: call again until `done`. Uploads the owner creates "
+    "while it runs are deleted by a later call; disable the owner's sign-in first to stop them.",
+    security=SIGNED_IN,
+    responses={200: _reply("What this call did", ErasureResponse), **_ERRORS, **_ADMIN_ERRORS},
+)
+def erase_owner(owner: OwnerParam) -> Response[ErasureResponse]:
+    who = _admin()
+    context = app.lambda_context
+    result = deletion.erase_owner(
+        owner,
+        ledger=wiring.ledger(),
+        store=wiring.store(),
+        has_time=lambda: context.get_remaining_time_in_millis() > _ERASE_RESERVE_MS,
+    )
+    logger.info(
+        "erasure", extra={"erased_owner": owner, "admin": who.sub, "deleted": result.deleted}
+    )
+    metrics.add_metric(name="UploadsErased", unit=MetricUnit.Count, value=result.deleted)
+    body = ErasureResponse(
+        owner=owner,
+        deleted=result.deleted,
+        aborted=result.aborted,
+        waiting=result.waiting,
+        done=result.done,
     )
     return _json(HTTPStatus.OK, body.model_dump(mode="json"))
 

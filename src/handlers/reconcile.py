@@ -59,11 +59,14 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             {"owner": owner, "sha256": sha, "recorded": recorded, "found": found}
             for (owner, sha), (recorded, found) in report.recount.holding_counts.items()
         ],
+        # Live uploads whose content is being (or was) collected: data loss; investigate.
+        "dangling_references": report.recount.dangling,
     }
     drifting = (
         sum(abs(v) for v in drift.values())
         + len(report.recount.upload_counts)
         + len(report.recount.holding_counts)
+        + len(report.recount.dangling)
     )
     metrics.add_metric(name="CounterDrift", unit=MetricUnit.Count, value=drifting)
     (logger.info if report.recount.clean else logger.warning)("reconciled", extra=result)

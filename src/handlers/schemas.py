@@ -57,6 +57,10 @@ Sha256 = Annotated[
 ]
 
 
+
+# What an owner can see: a deleted upload (UploadStatus.DELETED) answers 404, never a status.
+VisibleStatus = Literal["PENDING", "STORED", "DUPLICATE", "REJECTED"]
+
 class CreateUploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -116,7 +120,7 @@ class MultipartInstructions(BaseModel):
 
 class CreateUploadResponse(BaseModel):
     upload_id: str
-    status: UploadStatus
+    status: VisibleStatus
     upload: PutInstructions | None = Field(
         default=None, description="For a single PUT: where and how to send the bytes"
     )
@@ -170,7 +174,7 @@ class CompleteRequest(BaseModel):
 
 class UploadView(BaseModel):
     upload_id: str
-    status: UploadStatus = Field(
+    status: VisibleStatus = Field(
         description="PENDING: waiting for the bytes. STORED: you now hold this content (whether "
         "its bytes were stored or matched a copy already kept). DUPLICATE: you already held it. "
         "REJECTED: see reason"
@@ -239,7 +243,7 @@ class UploadMetadata(BaseModel):
     filename: str
     size: int
     content_type: str
-    status: UploadStatus
+    status: VisibleStatus
     sha256: str
     duplicate: bool = Field(description="You already held this content when it was uploaded")
     created_at: datetime
@@ -266,7 +270,9 @@ class HashItem(BaseModel):
     sha256: str
     size: int
     content_type: str
-    upload_count: int = Field(description="Every upload of this content, by anyone")
+    upload_count: int = Field(
+        description="Live uploads of this content, by anyone (0: unreferenced, awaiting collection)"
+    )
     created_at: datetime
 
     @classmethod
@@ -287,8 +293,13 @@ class ContentMetadata(BaseModel):
     size: int
     content_type: str
     filename: str = Field(description="The name of your first upload of it")
-    upload_id: str = Field(description="Your first upload of it")
-    upload_count: int = Field(description="Your uploads of it (409 pre-checks included)")
+    upload_id: str = Field(
+        description="Your first upload of it (it may since have been deleted: your other "
+        "uploads of it keep the content)"
+    )
+    upload_count: int = Field(
+        description="Your live uploads of it (409 pre-checks included, deleted ones not)"
+    )
     created_at: datetime = Field(description="When you first held it")
 
     @classmethod
@@ -324,14 +335,23 @@ class DownloadResponse(BaseModel):
 
 
 class StatsResponse(BaseModel):
-    total_files: int = Field(description="Distinct contents stored")
-    total_uploads: int = Field(description="Uploads that ended STORED or DUPLICATE")
-    duplicates_avoided: int = Field(
-        description="Uploads whose bytes were already stored, whoever held them (a STORED upload "
-        "that matched another owner's content counts too), 409 pre-checks included"
+    total_files: int = Field(
+        description="Distinct contents held now: stored, and referenced by at least one live "
+        "(not deleted) upload"
     )
-    total_s3_size_saved: int = Field(description="Bytes not stored thanks to dedup")
-    total_bytes_stored: int = Field(description="Bytes held under content keys")
+    total_uploads: int = Field(description="Live uploads: STORED or DUPLICATE, not deleted")
+    duplicates_avoided: int = Field(
+        description="Cumulative: every upload that ever ended held without a new copy, whoever "
+        "held the bytes (a STORED upload that matched another owner's content counts too), 409 "
+        "pre-checks included; deleting an upload does not undo the duplicate it avoided"
+    )
+    total_s3_size_saved: int = Field(
+        description="Bytes saved now: the live uploads' bytes minus total_bytes_stored"
+    )
+    total_bytes_stored: int = Field(
+        description="Bytes of the contents held now, each counted once (unreferenced contents "
+        "awaiting collection are not counted)"
+    )
 
     @classmethod
     def of(cls, totals: StatsDelta) -> StatsResponse:
@@ -342,6 +362,25 @@ class StatsResponse(BaseModel):
             total_s3_size_saved=totals.bytes_saved,
             total_bytes_stored=totals.bytes_stored,
         )
+
+
+class UploadPageResponse(BaseModel):
+    items: list[UploadView]
+    last_evaluated_key: str | None = Field(
+        description="Opaque token for the next page; null on the last page"
+    )
+
+
+class ErasureResponse(BaseModel):
+    owner: str
+    deleted: int = Field(description="Uploads this call deleted (aborted ones included)")
+    aborted: int = Field(description="Of those, uploads that were still PENDING")
+    waiting: int = Field(
+        description="Uploads whose bytes are being stored right now; a later call deletes them"
+    )
+    done: bool = Field(
+        description="One whole pass deleted the last upload it found and nothing is waiting"
+    )
 
 
 class HashPageResponse(BaseModel):

@@ -61,6 +61,13 @@ class WorkerSettings(TableSettings):
     pass
 
 
+class CollectorSettings(TableSettings):
+    # How long an unreferenced content is kept before the collector removes it: a new upload of
+    # it meanwhile costs no copy, and download URLs handed out before the deletion keep working
+    # (keep it above DOWNLOAD_URL_TTL_SECONDS in production).
+    grace_period_seconds: int = Field(alias="COLLECTION_GRACE_SECONDS", ge=0)
+
+
 @cache
 def table_settings() -> TableSettings:
     return TableSettings.model_validate(dict(os.environ))
@@ -76,7 +83,12 @@ def worker_settings() -> WorkerSettings:
     return WorkerSettings.model_validate(dict(os.environ))
 
 
+@cache
+def collector_settings() -> CollectorSettings:
+    return CollectorSettings.model_validate(dict(os.environ))
+
+
 def reset() -> None:
     """Validate again on next use (tests and a second local stack change the environment)."""
-    for factory in (table_settings, api_settings, worker_settings):
+    for factory in (table_settings, api_settings, worker_settings, collector_settings):
         factory.cache_clear()

@@ -24,8 +24,13 @@ from domain.model import (
     is_sha256,
     is_upload_id,
 )
-from domain.pages import decode_page_token, encode_page_token
-from service.clock import utcnow
+from domain.pages import (
+    decode_page_token,
+    decode_uploads_token,
+    encode_page_token,
+    encode_uploads_token,
+)
+from service import clock
 
 _HELD = (UploadStatus.STORED, UploadStatus.DUPLICATE)
 
@@ -35,6 +40,12 @@ class Download:
     url: str
     expires_at: datetime
     filename: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPage:
+    uploads: list[Upload]
+    next_token: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +79,7 @@ def download(
         content_type=held.content_type,
         expires_in=ttl_seconds,
     )
-    return Download(url, utcnow() + timedelta(seconds=ttl_seconds), held.filename)
+    return Download(url, clock.utcnow() + timedelta(seconds=ttl_seconds), held.filename)
 
 
 def stats(*, ledger: Ledger) -> StatsDelta:
@@ -79,3 +90,19 @@ def list_hashes(limit: int, token: str | None, *, ledger: Ledger, secret: bytes)
     after = decode_page_token(token, secret) if token else None
     contents, last = ledger.list_contents(limit, after)
     return HashPage(contents, encode_page_token(last, secret) if last else None)
+
+
+def list_uploads(
+    limit: int,
+    token: str | None,
+    *,
+    owner: str,
+    status: UploadStatus | None,
+    prefix: str | None,
+    ledger: Ledger,
+    secret: bytes,
+) -> UploadPage:
+    """One page of the caller's own uploads, newest first (a deleted one is in none)."""
+    after = decode_uploads_token(token, owner, secret) if token else None
+    found, last = ledger.list_uploads(owner, limit, after, status=status, prefix=prefix)
+    return UploadPage(found, encode_uploads_token(owner, last, secret) if last else None)

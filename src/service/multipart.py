@@ -13,7 +13,7 @@ from domain.access import owned
 from domain.errors import Conflict, InvalidInput
 from domain.model import Upload, is_upload_id, staging_key
 from domain.multipart import MultipartState, check_completion, check_part_numbers
-from service.clock import utcnow
+from service import clock
 
 _S3_REFUSALS = {
     MultipartResult.INVALID_PART: "a part is missing or its ETag is not the one S3 returned",
@@ -90,7 +90,7 @@ def complete(
         raise Conflict(f"upload {upload_id} was already completed or aborted")
     if result is not MultipartResult.COMPLETED:
         raise InvalidInput(_S3_REFUSALS[result])
-    if not ledger.mark_assembled(upload_id, utcnow()):
+    if not ledger.mark_assembled(upload_id, clock.utcnow()):
         # S3 answers a repeated completion with success; the marker is what makes it a 409.
         raise Conflict(f"upload {upload_id} was already completed")
     return upload

@@ -1,15 +1,19 @@
-"""Recount the dedup counters from the uploads, contents and holdings tables; report or repair.
+"""Recount the dedup counters and reference counts from the tables; report or repair.
 
 The counters only ever move inside the same transaction as the fact they count, so drift means a
-bug or a manual edit. What the facts say:
+bug or a manual edit. What the facts say (domain.lifecycle defines each counter):
 
-- files, bytes_stored: one per content record (each content is stored once, whoever holds it);
-- uploads: every upload that ended holding content (STORED or DUPLICATE);
-- duplicates, bytes_saved: every such upload except the one that stored each content, that is
-  every deduplication, within one owner (DUPLICATE) or across owners (STORED by a match).
+- uploads: every live upload (STORED or DUPLICATE, not deleted);
+- files, bytes_stored: every LIVE content that at least one live upload references, and its size;
+- bytes_saved: the live uploads' bytes minus bytes_stored;
+- duplicates: every upload, live or deleted (a deleted one leaves a tombstone for this), that
+  ended held without a new copy.
 
-Holdings are checked against the uploads too: every (owner, content) with held uploads has one
-holding, whose upload_count is the number of those uploads; a holding with none is an orphan.
+Reference counts are checked too: a LIVE content's upload_count is its live uploads; every
+(owner, content) with live uploads has one holding, whose upload_count is their number (a holding
+with none is an orphan); an unreferenced LIVE content must be in the collectable index, or it
+would never be collected. A live upload that references a content being collected or collected
+is reported as dangling: that is data loss, which no counter can repair.
 
 Scans are not snapshots, though: an upload completing mid-scan can show up as a transient
 difference. A repair is therefore applied only when two consecutive recounts agree on the same
@@ -23,7 +27,9 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 
 from adapters.dynamodb import Ledger
-from domain.model import StatsDelta
+from domain.lifecycle import was_deduplicated
+from domain.model import ContentState, StatsDelta, Upload, UploadStatus
+from service import clock
 
 # (owner, sha256) -> (the holding's recorded upload_count or None without a holding, uploads found)
 HoldingCounts = dict[tuple[str, str], tuple[int | None, int]]
@@ -33,9 +39,12 @@ HoldingCounts = dict[tuple[str, str], tuple[int | None, int]]
 class Recount:
     facts: StatsDelta
     counters: StatsDelta
-    # sha256 -> (recorded upload_count, uploads actually found)
+    # sha256 -> (recorded upload_count, uploads actually found); also an unreferenced LIVE
+    # content missing from the collectable index (recorded == found == 0)
     upload_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
     holding_counts: HoldingCounts = field(default_factory=dict)
+    # sha256 -> live uploads that reference a content being collected or collected
+    dangling: dict[str, int] = field(default_factory=dict)
 
     @property
     def drift(self) -> StatsDelta:
@@ -48,7 +57,12 @@ class Recount:
 
     @property
     def clean(self) -> bool:
-        return self.drift == StatsDelta() and not self.upload_counts and not self.holding_counts
+        return (
+            self.drift == StatsDelta()
+            and not self.upload_counts
+            and not self.holding_counts
+            and not self.dangling
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,23 +72,38 @@ class Report:
 
 
 def recount(ledger: Ledger) -> Recount:
-    held_uploads = held_bytes = 0
+    live_uploads = live_bytes = duplicates = 0
     per_content: Counter[str] = Counter()
     per_holder: Counter[tuple[str, str]] = Counter()
+    # Completed before the deduplicated flag was recorded: decided against the content below.
+    unflagged: list[Upload] = []
     for upload in ledger.scan_uploads():
         if upload.status.held and upload.sha256:
-            held_uploads += 1
-            held_bytes += upload.size
+            live_uploads += 1
+            live_bytes += upload.size
             per_content[upload.sha256] += 1
             per_holder[upload.owner, upload.sha256] += 1
+        if upload.deduplicated is None and upload.status is UploadStatus.STORED:
+            unflagged.append(upload)
+        elif was_deduplicated(upload, None):
+            duplicates += 1
     files = stored_bytes = 0
+    first_uploads: dict[str, str] = {}
     wrong_counts: dict[str, tuple[int, int]] = {}
+    dangling: dict[str, int] = {}
     for content in ledger.scan_contents():
-        files += 1
-        stored_bytes += content.size
+        first_uploads[content.sha256] = content.first_upload_id
         found = per_content.get(content.sha256, 0)
-        if content.upload_count != found:
+        if content.state is not ContentState.LIVE:
+            if found:
+                dangling[content.sha256] = found
+            continue
+        if found:
+            files += 1
+            stored_bytes += content.size
+        if content.upload_count != found or (found == 0 and content.zero_since is None):
             wrong_counts[content.sha256] = (content.upload_count, found)
+    duplicates += sum(was_deduplicated(u, first_uploads.get(u.sha256 or "")) for u in unflagged)
     wrong_holdings: HoldingCounts = {}
     for holding in ledger.scan_holdings():
         key = (holding.owner, holding.sha256)
@@ -84,9 +113,9 @@ def recount(ledger: Ledger) -> Recount:
     wrong_holdings |= {key: (None, found) for key, found in per_holder.items()}
     facts = StatsDelta(
         files=files,
-        uploads=held_uploads,
-        duplicates=held_uploads - files,
-        bytes_saved=held_bytes - stored_bytes,
+        uploads=live_uploads,
+        duplicates=duplicates,
+        bytes_saved=live_bytes - stored_bytes,
         bytes_stored=stored_bytes,
     )
     return Recount(
@@ -94,6 +123,7 @@ def recount(ledger: Ledger) -> Recount:
         counters=ledger.read_stats(),
         upload_counts=wrong_counts,
         holding_counts=wrong_holdings,
+        dangling=dangling,
     )
 
 
@@ -111,8 +141,9 @@ def reconcile(ledger: Ledger, *, repair: bool) -> Report:
         return Report(second, repaired=False)
     if second.drift != StatsDelta():
         ledger.add_to_stats(second.drift)
+    now = clock.utcnow()
     for sha256, (_, found) in second.upload_counts.items():
-        ledger.set_upload_count(sha256, found)
+        ledger.set_upload_count(sha256, found, now)
     for (owner, sha256), (recorded, found) in second.holding_counts.items():
         if recorded is not None and found > 0:
             ledger.set_holding_count(owner, sha256, found)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from adapters.dynamodb import Applied, Ledger
+from adapters.dynamodb import Ledger
 from adapters.s3 import ObjectStore, PresignedPut
 from domain.access import check_pending_cap, owned
-from domain.errors import Conflict
+from domain.errors import Conflict, NotFound
+from domain.lifecycle import Applied
 from domain.model import (
     MAX_SINGLE_PUT_SIZE,
     AlreadyHeld,
@@ -25,7 +26,8 @@ from domain.model import (
     validate_size,
 )
 from domain.multipart import MultipartState, PartPlan, plan_parts
-from service.clock import utcnow
+from domain.ports import LedgerPort, ObjectStorePort
+from service import clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,7 @@ def create_upload(
     anything is written. The count comes from a GSI (eventually consistent), so concurrent
     creates can overshoot the cap by at most their number.
     """
-    now = utcnow()
+    now = clock.utcnow()
     in_parts = multipart or size > min(policy.multipart_threshold, MAX_SINGLE_PUT_SIZE)
     plan = plan_parts(size, policy.part_size) if in_parts else None
     # Parts are presigned on request until S3's lifecycle rule aborts the multipart upload.
@@ -100,8 +102,8 @@ def create_upload(
             duplicate = held_duplicate(upload, held, now)
             if ledger.record_held_duplicate(duplicate) is Applied.APPLIED:
                 raise AlreadyHeld(held, duplicate.upload_id)
-            # The holding vanished meanwhile (holdings are never deleted today): fall through
-            # to a normal upload rather than answer from a stale read.
+            # The owner deleted their last upload of it since the read: fall through to a
+            # normal upload rather than answer from a stale read.
     # A held duplicate waits for no bytes, so only a real upload is subject to the cap.
     check_pending_cap(
         ledger.count_pending(owner, now),
@@ -131,27 +133,38 @@ def get_upload(upload_id: str, *, owner: str, ledger: Ledger) -> Upload:
     )
 
 
-def abort_upload(upload_id: str, *, owner: str, ledger: Ledger, store: ObjectStore) -> Upload:
-    """Give up on a pending upload of the caller's: REJECTED (aborted), parts discarded, nothing
-    counted.
+def abort_pending(
+    upload: Upload, state: MultipartState | None, *, ledger: LedgerPort, store: ObjectStorePort
+) -> Upload:
+    """Give up on a pending upload: REJECTED (aborted), parts discarded, nothing counted.
 
     The guarded transition is the same one the worker uses, so an abort racing the worker ends
-    in exactly one of the two outcomes, never both.
+    in exactly one of the two outcomes, never both. Conflict once the upload is terminal, or once
+    a worker claimed it (its bytes are being stored).
     """
-    found = ledger.get_multipart_upload(upload_id) if is_upload_id(upload_id) else None
-    upload = owned(found[0] if found else None, owner, upload_id)
-    state = found[1] if found else None
+    upload_id = upload.upload_id
     if upload.status.terminal:
         raise Conflict(f"upload {upload_id} is already {upload.status.value}")
     key = staging_key(upload_id)
     if state is not None and not state.assembled:
         store.abort_multipart(key, state.s3_upload_id)
-    aborted = complete(upload, UploadStatus.REJECTED, utcnow(), reason=RejectReason.ABORTED)
+    aborted = complete(upload, UploadStatus.REJECTED, clock.utcnow(), reason=RejectReason.ABORTED)
     if ledger.record_rejected(aborted) is not Applied.APPLIED:
         current = ledger.get_upload(upload_id)
-        raise Conflict(
-            f"upload {upload_id} is already {current.status.value if current else 'gone'}"
-        )
+        if current is None:
+            raise NotFound(f"no upload {upload_id}")
+        if current.status is UploadStatus.PENDING:
+            raise Conflict(f"upload {upload_id} is being stored right now; try again shortly")
+        raise Conflict(f"upload {upload_id} is already {current.status.value}")
     # Bytes that already arrived go now; the worker would also remove them on its delivery.
     store.delete(key)
     return aborted
+
+
+def abort_upload(
+    upload_id: str, *, owner: str, ledger: LedgerPort, store: ObjectStorePort
+) -> Upload:
+    """Abort the caller's pending upload (another owner's answers as an unknown id)."""
+    found = ledger.get_multipart_upload(upload_id) if is_upload_id(upload_id) else None
+    upload = owned(found[0] if found else None, owner, upload_id)
+    return abort_pending(upload, found[1] if found else None, ledger=ledger, store=store)

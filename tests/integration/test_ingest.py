@@ -19,8 +19,9 @@ from botocore.exceptions import ClientError
 
 from adapters import clients
 from adapters import s3 as s3_adapter
-from adapters.dynamodb import Applied, Ledger
+from adapters.dynamodb import Ledger
 from adapters.s3 import ObjectStore
+from domain.lifecycle import Applied, Verdict
 from domain.model import (
     StatsDelta,
     Upload,
@@ -677,7 +678,7 @@ def test_many_workers_on_the_same_new_content_store_it_once(world: World) -> Non
     world.check(*uploads, sequential=False)
 
 
-def test_the_ledger_reports_a_lost_race_for_the_content_as_content_exists(world: World) -> None:
+def test_the_ledger_reports_a_lost_race_for_the_content_as_a_change(world: World) -> None:
     first = world.upload(owner="alice")
     world.ingest(first)
     second = world.create(owner="bob")
@@ -687,10 +688,12 @@ def test_the_ledger_reports_a_lost_race_for_the_content_as_content_exists(world:
 
     now = utcnow()
     applied = world.ledger.record_stored(
-        complete(pending, UploadStatus.STORED, now, sha256=SHA), new_content(pending, SHA, now)
+        complete(pending, UploadStatus.STORED, now, sha256=SHA),
+        new_content(pending, SHA, now),
+        replaces=None,
     )
 
-    assert applied is Applied.CONTENT_EXISTS
+    assert applied is Applied.CONTENT_CHANGED
     assert world.get(second).status is UploadStatus.PENDING
 
 
@@ -700,7 +703,8 @@ def test_the_ledger_reports_a_content_the_owner_held_already(world: World) -> No
     before = world.state()
 
     applied = world.ledger.record_match(
-        complete(pending, UploadStatus.STORED, utcnow(), sha256=SHA)
+        complete(pending, UploadStatus.STORED, utcnow(), sha256=SHA, deduplicated=True),
+        Verdict.MATCH,
     )
 
     assert applied is Applied.ALREADY_HELD
@@ -785,7 +789,7 @@ def _corrupt(world: World, what: str, upload_id: str) -> None:
     elif what == "counter":
         world.ledger.add_to_stats(StatsDelta(bytes_saved=1), shard=3)
     elif what == "upload-count":
-        world.ledger.set_upload_count(SHA, 5)
+        world.ledger.set_upload_count(SHA, 5, utcnow())
     elif what in ("second-stored", "pending-with-hash"):
         status = "STORED" if what == "second-stored" else "PENDING"
         world.ddb.update_item(

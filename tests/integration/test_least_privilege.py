@@ -2,7 +2,7 @@
 
 The handlers run in this process, each phase with its own function's credentials, against a real
 enforcing emulator: the API with ApiFunction's keys, the worker and its queue polling with
-WorkerFunction's, reconciliation with ReconcileFunction's. The bytes go through the presigned
+WorkerFunction's, reconciliation with ReconcileFunction's, the collector with CollectorFunction's. The bytes go through the presigned
 URLs the API hands out, so a PUT or GET is authorized as the API's role, as on S3.
 
 (a) With the roles built from template.yaml, every scenario passes: no grant is missing.
@@ -37,7 +37,7 @@ from tests.pipeline import FakeContext
 
 pytestmark = pytest.mark.integration
 
-FUNCTIONS = ("ApiFunction", "WorkerFunction", "ReconcileFunction")
+FUNCTIONS = ("ApiFunction", "WorkerFunction", "ReconcileFunction", "CollectorFunction")
 ADMIN = "admin"
 ADMINS = ("admins",)  # the caller's groups for /admin/*
 
@@ -185,6 +185,17 @@ class Harness:
             pass
         assert not failures, f"the worker failed: {failures}"
         return bodies
+
+    def collect(self) -> list[str]:
+        """A collector run with no grace period: the hashes it collected."""
+        from datetime import timedelta
+
+        from handlers import wiring
+        from service.collector import collect
+
+        self.act_as("CollectorFunction")
+        report = collect(ledger=wiring.ledger(), store=wiring.store(), grace=timedelta(0))
+        return report.collected
 
     def reconcile(self, event: str) -> dict[str, Any]:
         from handlers import reconcile
@@ -376,6 +387,64 @@ def reconcile_report_and_repair(h: Harness) -> None:
     assert h.reconcile("reconcile_scheduled.json")["clean"] is True
 
 
+def deleted(h: Harness) -> None:
+    """Deleting a duplicate (not the last reference), then the owner's last upload, then a
+    rejected one; the collector then removes the content nobody references."""
+    data = os.urandom(1000)
+    first = h.upload(data)
+    second = h.upload(data, declare=False)
+    assert second["status"] == "DUPLICATE", second
+    for view in (second, first):
+        assert h.api("DELETE", f"/uploads/{view['upload_id']}").status == 204
+        assert h.api("GET", f"/uploads/{view['upload_id']}").status == 404
+    aborted = h.create(os.urandom(10)).body["upload_id"]
+    assert h.api("DELETE", f"/uploads/{aborted}").status == 204  # aborted
+    assert h.api("DELETE", f"/uploads/{aborted}").status == 204  # deleted
+    assert h.collect() == [first["sha256"]]
+    assert h.resources is not None
+    listed = h.admin("s3").list_objects_v2(Bucket=h.resources.bucket, Prefix="cas/")
+    assert not listed.get("Contents"), listed
+
+
+def deleted_before_the_flag(h: Harness) -> None:
+    """An upload completed before uploads recorded `deduplicated`: deleting it asks the content
+    whether it was the first upload."""
+    view = h.upload(os.urandom(1000))
+    assert h.resources is not None
+    h.admin("dynamodb").update_item(
+        TableName=h.resources.uploads_table,
+        Key={"upload_id": {"S": view["upload_id"]}},
+        UpdateExpression="REMOVE deduplicated",
+    )
+    assert h.api("DELETE", f"/uploads/{view['upload_id']}").status == 204
+    assert h.reconcile("reconcile_scheduled.json")["clean"] is True
+
+
+def listed(h: Harness) -> None:
+    ids = {h.upload(os.urandom(100))["upload_id"] for _ in range(3)}
+    seen, token = [], None
+    while True:
+        query = {"limit": "2"} | ({"last_evaluated_key": token} if token else {})
+        page = h.api("GET", "/uploads", **query)
+        assert page.status == 200, page.body
+        seen += [item["upload_id"] for item in page.body["items"]]
+        token = page.body["last_evaluated_key"]
+        if token is None:
+            break
+    assert set(seen) == ids
+
+
+def erased(h: Harness) -> None:
+    data = os.urandom(1000)
+    h.upload(data)
+    h.upload(data, declare=False)
+    h.create(os.urandom(10))  # pending: aborted, then deleted
+    erased = h.api("POST", f"/admin/owners/{view_owner(h)}/erase", groups=ADMINS)
+    assert erased.status == 200 and erased.body["done"] is True, erased.body
+    assert erased.body["deleted"] == 3, erased.body
+    assert h.api("GET", "/uploads").body["items"] == []
+
+
 def view_owner(h: Harness) -> str:
     """The one owner the harness calls as (the sample event's signed-in caller)."""
     owner: str = http_event("GET", "/")["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
@@ -395,6 +464,10 @@ SCENARIOS: dict[str, Callable[[Harness], None]] = {
         multipart_aborted,
         read_pages,
         reconcile_report_and_repair,
+        deleted,
+        deleted_before_the_flag,
+        listed,
+        erased,
     )
 }
 

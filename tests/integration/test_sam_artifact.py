@@ -85,10 +85,13 @@ SAMPLE_EVENTS = {
         "api_unknown_route.json",
         "api_rest_v1_payload.json",
         "api_empty.json",
+        "api_list_uploads.json",
+        "api_delete_upload.json",
     ],
     "WorkerFunction": ["sqs_s3_object_created.json", "sqs_s3_test_event.json"],
     "ReconcileFunction": ["reconcile_scheduled.json", "reconcile_repair.json"],
     "PageFunction": ["page_get_root.json"],
+    "CollectorFunction": ["collector_scheduled.json"],
 }
 
 LOCK = ROOT / "src" / "requirements.txt"
@@ -275,7 +278,7 @@ def invoke(builds: dict[str, Build], lambda_runtime: Path, stack: Stack, tmp_pat
     """Call a function's built handler with sample events, in a clean interpreter."""
     build = builds["x86_64"]
 
-    def run(function: str, *events: str) -> list[Any]:
+    def run(function: str, *events: str, **variables: str) -> list[Any]:
         code_dir = build.code_dir(function)
         result_file = tmp_path / f"{function}.json"
         env = {
@@ -287,6 +290,7 @@ def invoke(builds: dict[str, Build], lambda_runtime: Path, stack: Stack, tmp_pat
             "AWS_LAMBDA_FUNCTION_NAME": function,
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             **stack.resources.function_env(),
+            **variables,
         }
         argv = [code_dir, lambda_runtime, build.handler(function), result_file]
         proc = subprocess.run(
@@ -498,7 +502,7 @@ def _elf_machine(path: Path) -> int:
 def test_api_function_answers_the_sample_requests(invoke: Invoke) -> None:
     # Given an empty stack
     # When the API function gets the sample requests, a misrouted REST (v1) one and `{}` included
-    created, invalid, unknown_upload, unknown_route, rest_v1, empty = invoke(
+    created, invalid, unknown_upload, unknown_route, rest_v1, empty, listed, deleted = invoke(
         "ApiFunction", *SAMPLE_EVENTS["ApiFunction"]
     )
 
@@ -523,6 +527,11 @@ def test_api_function_answers_the_sample_requests(invoke: Invoke) -> None:
     for answer in (rest_v1, empty):
         assert 400 <= answer["statusCode"] < 500
         assert json.loads(answer["body"])["message"]
+    # And the caller's list holds the one upload the sample created; deleting one nobody
+    # created is not found
+    assert listed["statusCode"] == 200
+    assert [u["upload_id"] for u in json.loads(listed["body"])["items"]] == [body["upload_id"]]
+    assert deleted["statusCode"] == 404
 
 
 def test_page_function_serves_the_page_as_the_local_stack_does(invoke: Invoke) -> None:
@@ -587,3 +596,23 @@ def test_reconcile_function_finds_the_counters_right_after_an_upload(
         assert report["facts"]["files"] == 1
         assert report["facts"]["bytes_stored"] == len(SAMPLE_CONTENT)
         assert report["facts"] == report["counters"]
+
+
+def test_collector_function_removes_a_deleted_uploads_content(invoke: Invoke, stack: Stack) -> None:
+    # Given the sample upload, stored by the worker, then deleted by its owner
+    _seed_sample_upload(stack)
+    assert invoke("WorkerFunction", "sqs_s3_object_created.json") == [{"batchItemFailures": []}]
+    (deleted,) = invoke("ApiFunction", "api_delete_upload.json")
+    assert deleted["statusCode"] == 204
+
+    # When the scheduled collector runs, first within the grace period, then without one
+    (kept,) = invoke("CollectorFunction", "collector_scheduled.json")
+    (collected,) = invoke(
+        "CollectorFunction", "collector_scheduled.json", COLLECTION_GRACE_SECONDS="0"
+    )
+
+    # Then the content is kept during its grace, and removed after it
+    assert kept == {"examined": 0, "collected": 0, "skipped": 0, "complete": True}
+    assert collected == {"examined": 1, "collected": 1, "skipped": 0, "complete": True}
+    s3 = stack.session.client("s3", endpoint_url=stack.endpoint)
+    assert s3.list_objects_v2(Bucket=stack.resources.bucket, Prefix="cas/").get("KeyCount") == 0

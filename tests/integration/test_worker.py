@@ -236,10 +236,10 @@ def test_an_unexpected_error_fails_only_its_message_and_is_retried(
     ledger = wiring.ledger()
     original = ledger.record_stored
 
-    def flaky(upload: Any, content: Any) -> Any:
+    def flaky(upload: Any, content: Any, replaces: Any) -> Any:
         if upload.upload_id == doomed:
             raise RuntimeError("DynamoDB is having a bad day")
-        return original(upload, content)
+        return original(upload, content, replaces=replaces)
 
     monkeypatch.setattr(ledger, "record_stored", flaky)
     event = sqs_event(*bodies)

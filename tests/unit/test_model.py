@@ -20,14 +20,11 @@ from domain.model import (
     Holding,
     ObjectFacts,
     RejectReason,
-    StatsDelta,
     Upload,
     UploadStatus,
-    Verdict,
     check_bytes,
     complete,
     content_key,
-    decide,
     held_duplicate,
     is_sha256,
     is_upload_id,
@@ -38,7 +35,6 @@ from domain.model import (
     sha256_b64_to_hex,
     sha256_hex_to_b64,
     staging_key,
-    stats_delta,
     stats_shard,
     upload_id_from_staging_key,
     validate_content_type,
@@ -396,71 +392,6 @@ def test_a_rejection_may_not_know_the_hash() -> None:
     done = complete(pending(), UploadStatus.REJECTED, LATER, reason=RejectReason.SIZE_MISMATCH)
 
     assert done.sha256 is None
-
-
-FACTS = ObjectFacts(size=len(DATA), sha256=SHA)
-
-
-@pytest.mark.parametrize(
-    ("content_known", "held", "verdict"),
-    [
-        (False, False, Verdict.STORE),
-        (True, False, Verdict.MATCH),
-        (True, True, Verdict.DUPLICATE),
-    ],
-)
-def test_the_status_depends_only_on_what_the_owner_held(
-    content_known: bool, held: bool, verdict: Verdict
-) -> None:
-    got = decide(pending(declared=SHA), FACTS, content_known=content_known, held=held)
-
-    assert got is verdict
-    # Another owner's content (MATCH) reads exactly like new content (STORE) to the uploader.
-    assert got.status is (UploadStatus.DUPLICATE if held else UploadStatus.STORED)
-
-
-@pytest.mark.parametrize("content_known", [False, True])
-def test_bytes_that_differ_from_the_declaration_are_rejected_whatever_is_stored(
-    content_known: bool,
-) -> None:
-    wrong_size = decide(pending(size=1), FACTS, content_known=content_known, held=False)
-    wrong_hash = decide(
-        pending(declared=OTHER_SHA), FACTS, content_known=content_known, held=content_known
-    )
-
-    assert wrong_size is wrong_hash is Verdict.REJECT
-    assert Verdict.REJECT.status is UploadStatus.REJECTED
-
-
-def test_a_holding_without_its_content_is_impossible() -> None:
-    with pytest.raises(ValueError, match="holding"):
-        decide(pending(), FACTS, content_known=False, held=True)
-
-
-def test_stats_count_every_deduplication_across_owners_and_within_one() -> None:
-    assert stats_delta(Verdict.STORE, 10) == StatsDelta(files=1, uploads=1, bytes_stored=10)
-    dedup = StatsDelta(uploads=1, duplicates=1, bytes_saved=10)
-    assert stats_delta(Verdict.MATCH, 10) == stats_delta(Verdict.DUPLICATE, 10) == dedup
-    assert stats_delta(Verdict.REJECT, 10) == StatsDelta()
-
-
-def test_zero_byte_uploads_count_as_uploads_but_no_bytes() -> None:
-    assert stats_delta(Verdict.STORE, 0) == StatsDelta(files=1, uploads=1)
-    assert stats_delta(Verdict.MATCH, 0) == StatsDelta(uploads=1, duplicates=1)
-
-
-def test_stats_deltas_add_field_by_field() -> None:
-    total = StatsDelta()
-    for verdict, size in [
-        (Verdict.STORE, 5),
-        (Verdict.MATCH, 5),
-        (Verdict.DUPLICATE, 5),
-        (Verdict.REJECT, 7),
-        (Verdict.STORE, 3),
-    ]:
-        total += stats_delta(verdict, size)
-
-    assert total == StatsDelta(files=2, uploads=4, duplicates=2, bytes_saved=10, bytes_stored=8)
 
 
 def test_a_new_content_is_first_uploaded_by_the_upload_that_stores_it() -> None:

@@ -202,14 +202,50 @@ def test_holdings_are_one_item_per_owner_and_content() -> None:
 
 def test_pending_uploads_are_indexed_by_owner_and_expire_after_any_event_for_them() -> None:
     uploads = resource("UploadsTable")
-    (index,) = uploads["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "owner-pending"
+    (index,) = [i for i in uploads["GlobalSecondaryIndexes"] if i["IndexName"] == "owner-pending"]
     assert index["KeySchema"] == [{"AttributeName": "pending_owner", "KeyType": "HASH"}]
     assert index["Projection"]["NonKeyAttributes"] == ["url_expires_at"]
     assert uploads["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     # TTL removes an upload only once the queue can no longer hold an event for its bytes.
     retention = resource("IngestQueue")["MessageRetentionPeriod"]
     assert PENDING_RETENTION.total_seconds() > retention
+
+
+def test_each_owners_uploads_are_listed_newest_first_by_an_index() -> None:
+    (index,) = [
+        i
+        for i in resource("UploadsTable")["GlobalSecondaryIndexes"]
+        if i["IndexName"] == "owner-created"
+    ]
+    assert index["KeySchema"] == [
+        {"AttributeName": "owner", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}  # a page needs no extra reads
+
+
+def test_unreferenced_contents_are_found_by_a_sharded_index_and_tombstones_expire() -> None:
+    contents = resource("ContentsTable")
+    (index,) = contents["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "collectable"
+    assert index["KeySchema"] == [
+        {"AttributeName": "gc_shard", "KeyType": "HASH"},
+        {"AttributeName": "zero_since", "KeyType": "RANGE"},
+    ]
+    assert contents["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+def test_the_collector_runs_on_a_schedule_with_the_grace_period_as_a_parameter() -> None:
+    params = template()["Parameters"]
+    assert int(params["CollectionGracePeriodSeconds"]["Default"]) >= 900  # > download URL TTL
+    assert params["CollectionGracePeriodSeconds"]["MinValue"] == 0
+    schedule = resource("CollectorFunction")["Events"]["Schedule"]
+    assert schedule["Type"] == "ScheduleV2"
+    assert schedule["Properties"]["OmitName"] is True
+    assert schedule["Properties"]["ScheduleExpression"] == {"Ref": "CollectorSchedule"}
+    variables = resource("CollectorFunction")["Environment"]["Variables"]
+    assert variables["COLLECTION_GRACE_SECONDS"] == {"Ref": "CollectionGracePeriodSeconds"}
+    assert resource("CollectorFunction")["ReservedConcurrentExecutions"] == 1
 
 
 def test_stats_counters_are_write_sharded() -> None:
@@ -246,9 +282,9 @@ def test_function_permissions_name_this_stacks_tables_and_bucket_prefixes(functi
         for arn in _as_list(statement["Resource"]):
             actions = _as_list(statement["Action"])
             assert _names_a_resource_of_this_stack(arn, actions), f"{function}: {arn}"
-    # And no function may delete stored contents
+    # And no function but the collector may delete stored contents
     for statement in statements:
-        if "s3:DeleteObject" in _as_list(statement["Action"]):
+        if function != "CollectorFunction" and "s3:DeleteObject" in _as_list(statement["Action"]):
             assert all("/cas/" not in str(arn) for arn in _as_list(statement["Resource"]))
 
 
@@ -301,15 +337,20 @@ def test_outputs_name_the_api_the_bucket_and_the_queues() -> None:
 EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     "ApiFunction": {
         ("dynamodb:GetItem", "UploadsTable"),  # get_upload, get_multipart_upload
-        ("dynamodb:PutItem", "UploadsTable"),  # create_upload; abort and held duplicate (transact)
+        # create_upload; abort, held duplicate and a deduplicated upload's tombstone (transact)
+        ("dynamodb:PutItem", "UploadsTable"),
         ("dynamodb:UpdateItem", "UploadsTable"),  # mark_assembled (multipart completion)
+        ("dynamodb:DeleteItem", "UploadsTable"),  # record_deleted (transact)
         ("dynamodb:Query", "UploadsTable/index/owner-pending"),  # count_pending (the cap)
+        ("dynamodb:Query", "UploadsTable/index/owner-created"),  # list_uploads (GET, erase)
         ("dynamodb:GetItem", "HoldingsTable"),  # get_holding (pre-check, lookups by hash)
-        ("dynamodb:UpdateItem", "HoldingsTable"),  # record_held_duplicate's holding count
-        ("dynamodb:UpdateItem", "ContentsTable"),  # record_held_duplicate's upload_count
+        ("dynamodb:UpdateItem", "HoldingsTable"),  # held duplicate's and deletion's counts
+        ("dynamodb:DeleteItem", "HoldingsTable"),  # record_deleted: the owner's last upload
+        ("dynamodb:GetItem", "ContentsTable"),  # deleting an upload older than its flag
+        ("dynamodb:UpdateItem", "ContentsTable"),  # held duplicate's and deletion's references
         ("dynamodb:Scan", "ContentsTable"),  # list_contents (GET /admin/hashes)
         ("dynamodb:BatchGetItem", "StatsTable"),  # read_stats
-        ("dynamodb:UpdateItem", "StatsTable"),  # record_held_duplicate's counters
+        ("dynamodb:UpdateItem", "StatsTable"),  # held duplicate's and deletion's counters
         ("s3:PutObject", "FilesBucket/staging/*"),  # presigned PUT and parts, create, complete
         ("s3:ListMultipartUploadParts", "FilesBucket/staging/*"),  # list_parts
         ("s3:AbortMultipartUpload", "FilesBucket/staging/*"),  # abort_multipart
@@ -343,6 +384,12 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ("dynamodb:UpdateItem", "StatsTable"),  # add_to_stats (repair)
     },
     "PageFunction": set(),
+    "CollectorFunction": {
+        ("dynamodb:Query", "ContentsTable/index/collectable"),  # collectable
+        ("dynamodb:GetItem", "ContentsTable"),  # get_content (the decision)
+        ("dynamodb:UpdateItem", "ContentsTable"),  # mark_collecting, mark_gone
+        ("s3:DeleteObject", "FilesBucket/cas/*"),  # the only deleter of stored contents
+    },
 }
 
 

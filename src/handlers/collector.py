@@ -1,0 +1,43 @@
+"""The collector: on its schedule, remove the objects of contents unreferenced past the grace
+period (service.collector). Any invocation does the same; its input is ignored."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers import wiring
+from handlers.settings import collector_settings
+from service.collector import collect
+
+settings = collector_settings()
+logger = Logger()
+metrics = Metrics()
+
+# Stop taking new contents with this much time left: a collection cut short is finished by the
+# next run anyway, but a clean stop reports what was done.
+_RESERVE_MS = 10_000
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    report = collect(
+        ledger=wiring.ledger(),
+        store=wiring.store(),
+        grace=timedelta(seconds=settings.grace_period_seconds),
+        has_time=lambda: context.get_remaining_time_in_millis() > _RESERVE_MS,
+    )
+    metrics.add_metric(name="ContentsCollected", unit=MetricUnit.Count, value=len(report.collected))
+    result = {
+        "examined": report.examined,
+        "collected": len(report.collected),
+        "skipped": report.skipped,
+        "complete": report.complete,
+    }
+    logger.info("collected", extra=result)
+    return result
