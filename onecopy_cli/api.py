@@ -162,6 +162,19 @@ class Api(Protocol):
 
     def list_hashes(self, *, limit: int, token: str | None = None) -> dict[str, Any]: ...
 
+    def list_uploads(
+        self,
+        *,
+        limit: int,
+        status: str | None = None,
+        prefix: str | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    def delete_upload(self, upload_id: str) -> None: ...
+
+    def erase_owner(self, sub: str) -> dict[str, Any]: ...
+
     def close(self) -> None: ...
 
 
@@ -320,6 +333,33 @@ class ApiClient:
         if token is not None:
             query["last_evaluated_key"] = token
         return _json_object(self.request("GET", f"/admin/hashes?{urlencode(query)}"))
+
+    def list_uploads(
+        self,
+        *,
+        limit: int,
+        status: str | None = None,
+        prefix: str | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the caller's uploads, newest first: {"items", "last_evaluated_key"}."""
+        query: dict[str, str | int] = {"limit": limit}
+        if status is not None:
+            query["status"] = status
+        if prefix is not None:
+            query["prefix"] = prefix
+        if token is not None:
+            query["last_evaluated_key"] = token
+        # A space in a prefix goes as %20, never as "+", which not every server reads as a space.
+        return _json_object(self.request("GET", f"/uploads?{urlencode(query, quote_via=quote)}"))
+
+    def delete_upload(self, upload_id: str) -> None:
+        """204: a finished upload is deleted; a pending one is aborted (it stays, REJECTED)."""
+        self.request("DELETE", f"/uploads/{quote(upload_id, safe='')}", ok=(204,)).close()
+
+    def erase_owner(self, sub: str) -> dict[str, Any]:
+        """One bounded pass of erasing an owner's uploads: that pass's counts, and `done`."""
+        return _json_object(self.request("POST", f"/admin/owners/{quote(sub, safe='')}/erase"))
 
     # --- the bucket --------------------------------------------------------------------------
 

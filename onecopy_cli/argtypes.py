@@ -20,6 +20,24 @@ def count(maximum: int) -> Callable[[str], int]:
     return convert
 
 
+def positive(text: str) -> int:
+    """A whole number of at least 1, with no upper bound."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def name_prefix(text: str) -> str:
+    """The start of a filename, as the API takes it: 1 to 255 characters."""
+    if not 1 <= len(text) <= 255:
+        raise argparse.ArgumentTypeError(f"must be 1 to 255 characters long, not {len(text)}")
+    return text
+
+
 def seconds(text: str) -> float:
     try:
         value = float(text)

@@ -161,22 +161,45 @@ def stats_view(stats: dict[str, Any]) -> str:
     )
 
 
+def _to_the_second(timestamp: Any) -> str:
+    """`2025-11-27T14:05:12.123456Z` as `2025-11-27T14:05:12Z`; anything else as it is."""
+    text = str(timestamp)
+    if len(text) > 19 and text[10:11] == "T":
+        return text[:19] + "Z"
+    return text
+
+
 HASHES_HEADER = f"{'SHA-256':<64}  {'SIZE':>9}  {'UPLOADS':>7}  {'CREATED':<20}  TYPE"
 
 
 def hash_row(item: dict[str, Any]) -> str:
     """One line of `onecopy hashes` under HASHES_HEADER; the created time to the second."""
     size = item.get("size")
-    created = str(item.get("created_at", "?"))
-    if len(created) > 19 and created[10:11] == "T":
-        created = created[:19] + "Z"
     return "  ".join(
         [
             f"{item.get('sha256', '?'):<64}",
             (human_size(size) if isinstance(size, int) else "?").rjust(9),
             f"{item.get('upload_count', '?')!s:>7}",
-            f"{created:<20}",
+            f"{_to_the_second(item.get('created_at', '?')):<20}",
             str(item.get("content_type", "?")),
+        ]
+    )
+
+
+UPLOADS_HEADER = f"{'UPLOAD':<32}  {'STATUS':<{_STATUS_WIDTH}}  {'SIZE':>9}  {'CREATED':<20}  FILE"
+
+
+def upload_row(item: dict[str, Any], *, color: bool = False) -> str:
+    """One line of `onecopy ls` under UPLOADS_HEADER: the filename last, as it may hold spaces."""
+    status = str(item.get("status", "?")).lower()
+    size = item.get("size")
+    return "  ".join(
+        [
+            f"{item.get('upload_id', '?'):<32}",
+            paint(status.ljust(_STATUS_WIDTH), status, color=color),
+            (human_size(size) if isinstance(size, int) else "?").rjust(9),
+            f"{_to_the_second(item.get('created_at', '?')):<20}",
+            str(item.get("filename", "?")),
         ]
     )
 

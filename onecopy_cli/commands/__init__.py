@@ -7,9 +7,11 @@ from onecopy_cli.commands import hashes as hashes
 from onecopy_cli.commands import info as info
 from onecopy_cli.commands import login as login
 from onecopy_cli.commands import logout as logout
+from onecopy_cli.commands import ls as ls
+from onecopy_cli.commands import rm as rm
 from onecopy_cli.commands import stats as stats
 from onecopy_cli.commands import status as status
 from onecopy_cli.commands import upload as upload
 from onecopy_cli.commands import whoami as whoami
 
-COMMANDS = (login, whoami, logout, upload, status, info, download, stats, hashes, admin)
+COMMANDS = (login, whoami, logout, upload, ls, status, info, download, rm, stats, hashes, admin)

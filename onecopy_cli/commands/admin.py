@@ -1,4 +1,5 @@
-"""`onecopy admin reconcile` recounts the counters server-side; `admin redrive` empties the DLQ.
+"""`onecopy admin reconcile` recounts the counters server-side; `admin redrive` empties the DLQ;
+`admin erase-owner` deletes every upload of one owner through the API.
 
 The recount runs in the ReconcileFunction Lambda (it scans the tables where they live); this
 command invokes it synchronously and shows its report.
@@ -8,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import time
 from typing import Any
 
-from onecopy_cli.context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context
+from onecopy_cli import argtypes
+from onecopy_cli.api import ApiError
+from onecopy_cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Context
 from onecopy_cli.lambda_client import DEFAULT_LOCAL_ENDPOINT
 from onecopy_cli.output import reconcile_view
 from onecopy_cli.redrive import DEFAULT_LOCAL_EMULATOR, local_queue_urls, redrive
@@ -37,12 +42,33 @@ exit status: 0 when the counters are clean or were repaired, 1 when drift remain
 invocation failed, 2 for usage errors.
 """
 
+_SUB = re.compile(r"[^/\s]{1,255}")  # as the API takes it
+ERASE_PAUSE = 1.0  # seconds between calls that changed nothing while uploads are being stored
+ERASE_EPILOG = """\
+example:
+  onecopy admin erase-owner 6f1c0a52-3d1e-4b8e-9a57-1f0c2d3e4b5a
+
+SUB is the owner's `sub` claim (`onecopy whoami` shows it to that user), not a user name.
+Each call to the API erases for a bounded time and says what it did; the command calls
+again until nothing is left, printing the running totals on stderr after each call:
+uploads deleted, pending uploads aborted, and uploads whose bytes are being stored right
+now (they are deleted by a later call, once stored). At the end it prints one line on
+stdout (--json: one object with the totals).
+
+Ctrl-C stops between calls or during one; nothing is lost: run the same command again and it
+goes on where it stopped.
+
+exit status: 0 when every upload of the owner is gone; 1 on failure ("admins only" for other
+users), or when nothing changed for --timeout seconds; 3 when not signed in; 130 when
+interrupted.
+"""
+
 
 def register(subcommands: Any, common: argparse.ArgumentParser) -> None:
     admin = subcommands.add_parser(
         "admin",
         parents=[common],
-        help="operator commands (reconcile, redrive)",
+        help="operator commands (reconcile, redrive, erase-owner)",
         description="Operator commands.",
     )
     commands = admin.add_subparsers(dest="admin_command", metavar="COMMAND", required=True)
@@ -96,6 +122,28 @@ where the queues are:
     redrive.add_argument("--limit", type=int, metavar="N", help="move at most N messages")
     redrive.set_defaults(run=run_redrive)
 
+    erase = commands.add_parser(
+        "erase-owner",
+        parents=[common],
+        help="delete every upload of one owner (admins only)",
+        description="Delete every upload of one owner, pending ones included, through the API.\n"
+        "For members of the admins group.",
+        epilog=ERASE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    erase.add_argument("sub", type=_sub, metavar="SUB", help="the owner: their token's sub")
+    erase.add_argument(
+        "--json", action="store_true", help="print the totals as one JSON object at the end"
+    )
+    erase.add_argument(
+        "--timeout",
+        type=argtypes.seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up when nothing has changed for this long (default: 300)",
+    )
+    erase.set_defaults(run=run_erase_owner)
+
 
 def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
     if args.limit is not None and args.limit < 1:
@@ -148,3 +196,77 @@ def run_reconcile(args: argparse.Namespace, ctx: Context) -> int:
     else:
         console.error("drift found; `onecopy admin reconcile --repair` corrects it")
     return EXIT_FAILED
+
+
+def _sub(text: str) -> str:
+    value = text.strip()
+    if not _SUB.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"not an owner's sub (1 to 255 characters, no space or '/'): {text!r}"
+        )
+    return value
+
+
+def run_erase_owner(args: argparse.Namespace, ctx: Context) -> int:
+    console = ctx.console
+    client = ctx.client()
+    deleted = aborted = 0
+    last_change = time.monotonic()
+    try:
+        while True:
+            answer = client.erase_owner(args.sub)
+            step = (_count(answer, "deleted"), _count(answer, "aborted"))
+            waiting = _count(answer, "waiting")
+            deleted += step[0]
+            aborted += step[1]
+            done = answer.get("done") is True
+            console.note(
+                f"erasing {args.sub}: {deleted} deleted, {aborted} aborted"
+                + ("" if done else f", {waiting} being stored")
+            )
+            if done:
+                break
+            if any(step):
+                last_change = time.monotonic()
+                continue
+            # Nothing this time: uploads are being stored (they go once stored), so wait a bit.
+            if time.monotonic() - last_change >= args.timeout:
+                console.error(
+                    f"nothing changed for {args.timeout:g} s while {_n(waiting, 'upload')} of "
+                    f"{args.sub} {'was' if waiting == 1 else 'were'} being stored: "
+                    "run the same command again later"
+                )
+                return EXIT_FAILED
+            time.sleep(ERASE_PAUSE)
+    except KeyboardInterrupt:
+        console.error(
+            f"interrupted after {deleted} deleted and {aborted} aborted: "
+            "run the same command again to go on"
+        )
+        return EXIT_INTERRUPTED
+    if args.json:
+        # The API's shape, with the totals of every call.
+        totals = {"owner": args.sub, "deleted": deleted, "aborted": aborted}
+        console.result(json.dumps({**totals, "waiting": 0, "done": True}))
+    elif deleted or aborted:
+        console.result(
+            f"erased {args.sub}: {_n(deleted, 'upload')} deleted, "
+            f"{_n(aborted, 'pending upload')} aborted"
+        )
+    else:
+        console.result(
+            f"nothing left to erase for {args.sub} (an owner is a sub, as `onecopy whoami` "
+            "shows it, not a user name)"
+        )
+    return EXIT_OK
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _count(answer: dict[str, Any], key: str) -> int:
+    value = answer.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ApiError(200, f"unexpected answer from the API: {key}={value!r}")
+    return value

@@ -641,3 +641,187 @@ def test_an_expiring_or_refused_token_is_renewed_with_the_refresh_token(
     assert final["id_token"] not in (first["id_token"], renewed["id_token"])
     assert final["refresh_token"] == first["refresh_token"]
     assert final["expires_at"] > first["expires_at"]
+
+
+# --- listing and removing: ls, rm, admin erase-owner -------------------------------------------
+
+
+def _prefix() -> str:
+    # The stack lives for the session: a prefix of its own keeps a test's listing to its files.
+    return f"t{os.urandom(4).hex()}-"
+
+
+def _rows(result: subprocess.CompletedProcess[str]) -> list[list[str]]:
+    """`onecopy ls` rows under the header, as [id, status, ..., filename]."""
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["UPLOAD", "STATUS", "SIZE", "CREATED", "FILE"]
+    return [row.split() for row in rows]
+
+
+def _pending_upload(local_stack: Any, user: str, filename: str) -> str:
+    """An upload created through the API whose bytes never come: it stays PENDING."""
+    created = requests.post(
+        f"{local_stack.api_url}/uploads",
+        json={"filename": filename, "size": 10},
+        headers=local_stack.auth(user),
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    upload_id: str = created.json()["upload_id"]
+    return upload_id
+
+
+def test_ls_lists_my_uploads_newest_first_and_never_another_users(
+    cli: Cli, bob: Cli, tmp_path: Path
+) -> None:
+    # Given three files alice uploaded, one after the other, and one bob uploaded, same prefix
+    prefix = _prefix()
+    names = [f"{prefix}{i}.bin" for i in range(3)]
+    mine = [_upload_json(cli, _new_file(tmp_path, name).name)["upload_id"] for name in names]
+    _new_file(tmp_path, f"{prefix}bob.bin")
+    bobs = _upload_json(bob, f"{prefix}bob.bin")["upload_id"]
+
+    # When alice lists her uploads with that prefix, for people and for programs, and all of them
+    table = _rows(cli("ls", "--prefix", prefix))
+    records = cli.json("ls", "--prefix", prefix)
+    everything = _rows(cli("ls"))
+
+    # Then she sees her three, newest first, stored, and never bob's
+    assert [(row[0], row[1], row[-1]) for row in table] == [
+        (upload_id, "stored", name) for upload_id, name in zip(mine[::-1], names[::-1], strict=True)
+    ]
+    assert [r["upload_id"] for r in records] == mine[::-1]
+    assert {(r["status"], r["size"]) for r in records} == {("STORED", 4096)}
+    assert records[0]["sha256"] == _sha256(tmp_path / names[2])
+    listed = [row[0] for row in everything]
+    assert set(mine) <= set(listed)
+    assert bobs not in listed
+    assert listed.index(mine[2]) < listed.index(mine[1]) < listed.index(mine[0])
+    # And bob sees his alone
+    assert [r["upload_id"] for r in bob.json("ls", "--prefix", prefix)] == [bobs]
+
+    # When she asks for at most two, and for the pending ones only
+    limited = _rows(cli("ls", "--prefix", prefix, "--limit", "2", "--status", "stored"))
+    pending = cli.json("ls", "--prefix", prefix, "--status", "pending")
+
+    # Then she gets the two newest, and none pending
+    assert [row[0] for row in limited] == mine[:0:-1]
+    assert pending == []
+
+
+def test_rm_deletes_an_upload_and_a_second_rm_fails(
+    cli: Cli, bob: Cli, local_stack: Any, tmp_path: Path
+) -> None:
+    # Given two uploads of alice's and one of bob's
+    prefix = _prefix()
+    keep, gone = (
+        _upload_json(cli, _new_file(tmp_path, f"{prefix}{name}").name)["upload_id"]
+        for name in ("keep.bin", "gone.bin")
+    )
+    _new_file(tmp_path, f"{prefix}bob.bin")
+    bobs = _upload_json(bob, f"{prefix}bob.bin")["upload_id"]
+
+    # When alice removes one of hers
+    removed = cli("rm", gone)
+
+    # Then it is deleted: ls no longer shows it, status no longer knows it
+    assert (removed.returncode, removed.stdout, removed.stderr) == (0, f"deleted  {gone}\n", "")
+    assert [row[0] for row in _rows(cli("ls", "--prefix", prefix))] == [keep]
+    assert cli("status", gone).returncode == 1
+
+    # When she removes it again, along with bob's upload and her other one
+    again = cli("rm", gone, bobs, keep)
+
+    # Then the two she cannot remove fail on stderr, hers goes, and the exit status is 1
+    assert again.returncode == 1
+    assert again.stdout == f"deleted  {keep}\n"
+    failures = again.stderr.splitlines()
+    assert [line.split(":")[1].strip() for line in failures] == [gone, bobs]
+    assert all(line.endswith("(HTTP 404)") for line in failures), failures
+    # And bob's upload is untouched
+    assert [r["upload_id"] for r in bob.json("ls", "--prefix", prefix)] == [bobs]
+
+
+def test_rm_of_a_pending_upload_aborts_it_and_a_second_rm_deletes_it(
+    cli: Cli, local_stack: Any
+) -> None:
+    # Given an upload whose bytes never came
+    prefix = _prefix()
+    upload_id = _pending_upload(local_stack, "alice", f"{prefix}never.bin")
+    assert [r["status"] for r in cli.json("ls", "--prefix", prefix)] == ["PENDING"]
+
+    # When alice removes it
+    first = cli("rm", upload_id)
+
+    # Then it is aborted: still listed, rejected, reason "aborted"
+    assert (first.returncode, first.stdout, first.stderr) == (0, f"aborted  {upload_id}\n", "")
+    (view,) = cli.json("ls", "--prefix", prefix, "--status", "rejected")
+    assert (view["upload_id"], view["status"], view["reason"]) == (upload_id, "REJECTED", "aborted")
+
+    # When she removes it again, then once more
+    second = cli("rm", upload_id)
+    third = cli("rm", upload_id)
+
+    # Then it is deleted, and then unknown
+    assert (second.returncode, second.stdout) == (0, f"deleted  {upload_id}\n")
+    assert cli.json("ls", "--prefix", prefix) == []
+    assert (third.returncode, third.stdout) == (1, "")
+    assert third.stderr.startswith(f"onecopy: {upload_id}: ")
+    assert third.stderr.endswith("(HTTP 404)\n")
+
+
+def test_admin_erase_owner_removes_every_upload_of_one_user(
+    cli: Cli, admin: Cli, local_stack: Any, tmp_path: Path
+) -> None:
+    # Given a user of their own (erasing a seeded one would empty other tests' users), with
+    # three stored uploads and a pending one, and an upload of alice's
+    user = f"carol-{os.urandom(3).hex()}"
+    cognito = local_stack.client("cognito-idp")
+    cognito.admin_create_user(
+        UserPoolId=local_stack.user_pool_id, Username=user, MessageAction="SUPPRESS"
+    )
+    cognito.admin_set_user_password(
+        UserPoolId=local_stack.user_pool_id,
+        Username=user,
+        Password=local_stack.password,
+        Permanent=True,
+    )
+    home = tmp_path / f"config-{user}"
+    carol = Cli(local_stack.api_url, tmp_path, home)
+    assert carol.login(user, local_stack.password).returncode == 0
+    sub = carol.json("whoami")["sub"]
+    for i in range(3):
+        assert _upload_json(carol, _new_file(tmp_path, f"carol-{i}.bin").name)["status"] in (
+            "stored",
+            "duplicate",
+        )
+    _pending_upload(local_stack, user, "carol-pending.bin")
+    assert len(carol.json("ls")) == 4
+    _new_file(tmp_path, "alice-keeps.bin")
+    alices = _upload_json(cli, "alice-keeps.bin")["upload_id"]
+
+    # When alice tries to erase carol, and then the admin does
+    refused = cli("admin", "erase-owner", sub)
+    erased = admin("admin", "erase-owner", sub)
+
+    # Then alice is refused, and the admin's run ends with every upload of carol's gone
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("onecopy: admins only"), refused.stderr
+    assert erased.returncode == 0, erased.stderr
+    assert erased.stdout.startswith(f"erased {sub}: "), erased.stdout
+    progress = erased.stderr.splitlines()
+    assert progress, "no progress line"
+    assert all(line.startswith(f"erasing {sub}: ") for line in progress), progress
+    totals = re.fullmatch(rf"erasing {sub}: (\d+) deleted, (\d+) aborted", progress[-1])
+    assert totals, progress[-1]
+    assert int(totals[1]) + int(totals[2]) >= 4
+    assert carol.json("ls") == []
+    # And nobody else's uploads were touched
+    assert alices in [r["upload_id"] for r in cli.json("ls", "--limit", "50")]
+
+    # When the admin runs it again
+    again = admin.json("admin", "erase-owner", sub)
+
+    # Then there is nothing left to do
+    assert again == {"owner": sub, "deleted": 0, "aborted": 0, "waiting": 0, "done": True}

@@ -89,6 +89,13 @@ class FakeApi:
         # reads
         self.corrupt_downloads = False
         self.hash_pages: list[tuple[int, str | None]] = []
+        self.upload_pages: list[dict[str, Any]] = []  # the arguments of each list_uploads
+        self.page_cap: int | None = None  # a page reads at most this many uploads, like DynamoDB
+        # removal and erasure
+        self.storing: set[str] = set()  # pending uploads whose bytes are being stored: 409
+        self.deletes: list[str] = []
+        self.erase_answers: list[dict[str, Any] | BaseException] = []
+        self.erased: list[str] = []
 
     # --- uploads ---
 
@@ -299,6 +306,52 @@ class FakeApi:
             "last_evaluated_key": f"after:{page[-1]}" if more else None,
         }
 
+    def list_uploads(
+        self,
+        *,
+        limit: int,
+        status: str | None = None,
+        prefix: str | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        """As DynamoDB pages a query with a filter: a page reads `limit` uploads, newest first,
+        and keeps those that match, so it can hold fewer (or none) while more follow."""
+        self.upload_pages.append(
+            {"limit": limit, "status": status, "prefix": prefix, "token": token}
+        )
+        newest_first = sorted(self.uploads, reverse=True)
+        start = newest_first.index(token) + 1 if token else 0
+        read = newest_first[start : start + min(limit, self.page_cap or limit)]
+        more = start + len(read) < len(newest_first)
+        return {
+            "items": [
+                self.get_upload(upload_id)
+                for upload_id in read
+                if status in (None, self.uploads[upload_id]["status"])
+                and self.uploads[upload_id]["filename"].startswith(prefix or "")
+            ],
+            "last_evaluated_key": read[-1] if more else None,
+        }
+
+    def delete_upload(self, upload_id: str) -> None:
+        self.deletes.append(upload_id)
+        if upload_id not in self.uploads:
+            raise ApiError(404, f"no upload {upload_id}")
+        if upload_id in self.storing:
+            raise ApiError(409, "its bytes are being stored right now: try again shortly")
+        view = self.uploads[upload_id]
+        if view["status"] == "PENDING":
+            view.update(status="REJECTED", reason="aborted")
+        else:
+            del self.uploads[upload_id]
+
+    def erase_owner(self, sub: str) -> dict[str, Any]:
+        self.erased.append(sub)
+        answer = self.erase_answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return {"owner": sub, **answer}
+
     def close(self) -> None:
         self.closed = True
 
@@ -398,6 +451,19 @@ def test_api_url_comes_from_the_flag_then_the_environment_then_the_default(
         ["hashes", "--limit", "1001"],
         ["admin"],
         ["admin", "reconcile", "--stack", "prod", "--lambda-endpoint", "http://127.0.0.1:1"],
+        ["ls", "--status", "lost"],
+        ["ls", "--limit", "0"],
+        ["ls", "--limit", "ten"],
+        ["ls", "--prefix", ""],
+        ["ls", "--prefix", "x" * 256],
+        ["ls", "extra"],
+        ["rm"],
+        ["rm", ABSENT_ID, "not-an-id"],
+        ["admin", "erase-owner"],
+        ["admin", "erase-owner", " "],
+        ["admin", "erase-owner", "a/b"],
+        ["admin", "erase-owner", "x" * 256],
+        ["admin", "erase-owner", "sub", "--timeout", "0"],
         ["admin", "reconcile", "--stack", "prod", "--function-name", "Reconcile"],
     ],
 )
@@ -412,6 +478,20 @@ def test_help_exits_0(api: FakeApi) -> None:
     run = Run(api, "upload", "--help")
     assert run.code == 0
     assert "--parallel N" in run.out
+
+
+def test_help_lists_every_command_and_the_admin_ones(api: FakeApi) -> None:
+    top = Run(api, "--help")
+    admin = Run(api, "admin", "--help")
+    assert (top.code, admin.code) == (0, 0)
+    assert re.findall(r"^    ([a-z-]+) +\S", top.out, re.MULTILINE) == [
+        *("login", "whoami", "logout", "upload", "ls", "status", "info", "download", "rm"),
+        *("stats", "hashes", "admin"),
+    ]
+    assert "list your uploads, newest first" in top.out
+    assert "delete uploads (a pending one is aborted)" in top.out
+    assert "erase-owner" in admin.out
+    assert "delete every upload of one owner (admins only)" in admin.out
 
 
 # --- hashing and files -------------------------------------------------------------------------
@@ -1398,6 +1478,303 @@ def test_hashes_stops_on_a_page_token_that_comes_back(api: FakeApi, tmp_path: Pa
     assert "the same page token twice" in run.err
 
 
+# --- ls, rm, admin erase-owner -----------------------------------------------------------------
+
+
+def _uploads(api: FakeApi, tmp_path: Path, *names: str) -> list[str]:
+    """Each name uploaded as a new content (stored); their ids, oldest first."""
+    ids = []
+    for name in names:
+        path = tmp_path / name
+        path.write_bytes(f"the content of {name}".encode())
+        ids.append(_stored(api, path)["upload_id"])
+    return ids
+
+
+def _pending(api: FakeApi, name: str) -> str:
+    """An upload created but whose bytes never came."""
+    slot = api.create_upload(
+        filename=name, size=10, content_type="text/plain", sha256=sha(name.encode())
+    )
+    return slot.upload_id
+
+
+def test_ls_follows_every_page_and_prints_one_row_per_upload_newest_first(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Given five uploads, and an API that reads at most two per page
+    ids = _uploads(api, tmp_path, "a.txt", "b.txt", "c.txt", "d.txt", "e.txt")
+    api.page_cap = 2
+
+    # When they are listed
+    run = Run(api, "ls")
+
+    # Then every page was asked for, each with the token of the one before, at the largest size
+    assert (run.code, run.err) == (0, ""), run.err
+    assert [page["token"] for page in api.upload_pages] == [None, ids[3], ids[1]]
+    assert {page["limit"] for page in api.upload_pages} == {1000}
+    # And each upload is one row under a header, newest first
+    assert run.lines[0].split() == ["UPLOAD", "STATUS", "SIZE", "CREATED", "FILE"]
+    assert [row.split()[0] for row in run.lines[1:]] == ids[::-1]
+    assert run.lines[1] == f"{ids[4]}  stored          20 B  2025-11-27T14:05:12Z  e.txt"
+
+
+def test_ls_passes_the_filters_and_follows_pages_that_hold_none_of_them(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Given reports and photos, stored and pending, two read per page
+    stored = _uploads(api, tmp_path, "report-1.pdf", "photo.jpg", "report-2.pdf", "photo2.jpg")
+    pending = _pending(api, "report-3.pdf")
+    _pending(api, "photo3.jpg")
+    api.page_cap = 2
+
+    # When the stored reports are listed, the status given in lowercase
+    run = Run(api, "ls", "--status", "stored", "--prefix", "report")
+
+    # Then the API got the filters on every page (the status as it spells it)
+    assert run.code == 0, run.err
+    assert {(p["status"], p["prefix"]) for p in api.upload_pages} == {("STORED", "report")}
+    # And the walk went on past a page that matched nothing, to the end
+    assert len(api.upload_pages) == 3
+    assert [row.split()[0] for row in run.lines[1:]] == [stored[2], stored[0]]
+    assert pending not in run.out
+
+
+def test_ls_limit_shows_at_most_n_uploads_and_stops_asking(api: FakeApi, tmp_path: Path) -> None:
+    ids = _uploads(api, tmp_path, *(f"f{i}" for i in range(6)))
+    api.page_cap = 2
+    run = Run(api, "ls", "--limit", "3")
+    assert run.code == 0, run.err
+    assert [row.split()[0] for row in run.lines[1:]] == ids[:2:-1]
+    assert [p["limit"] for p in api.upload_pages] == [3, 3]
+
+
+def test_ls_limit_above_a_page_asks_for_the_largest_page(api: FakeApi, tmp_path: Path) -> None:
+    _uploads(api, tmp_path, "only.txt")
+    run = Run(api, "ls", "--limit", "5000")
+    assert (run.code, len(run.lines)) == (0, 2)
+    assert [p["limit"] for p in api.upload_pages] == [1000]
+
+
+def test_ls_json_is_one_array_of_the_apis_views(api: FakeApi, tmp_path: Path) -> None:
+    ids = _uploads(api, tmp_path, "a.txt", "b.txt", "c.txt")
+    pending = _pending(api, "d.txt")
+    api.page_cap = 1
+    run = Run(api, "ls", "--json")
+    assert (run.code, run.err) == (0, ""), run.err
+    items = json.loads(run.out)
+    assert [item["upload_id"] for item in items] == [pending, *ids[::-1]]
+    assert items[0] == api.get_upload(pending)
+    assert items[1]["sha256"] == sha(b"the content of c.txt")
+
+
+def test_ls_of_nothing_is_the_header_or_an_empty_array(api: FakeApi) -> None:
+    table = Run(api, "ls")
+    array = Run(api, "ls", "--json")
+    assert (table.code, table.lines) == (0, [table.lines[0]])
+    assert table.lines[0].startswith("UPLOAD")
+    assert (array.code, array.out) == (0, "[]\n")
+
+
+def test_ls_refused_prints_nothing_on_stdout(api: FakeApi) -> None:
+    def refuse(**_: Any) -> dict[str, Any]:
+        raise ApiError(400, "prefix must be at most 255 characters")
+
+    api.list_uploads = refuse  # type: ignore[method-assign]
+    run = Run(api, "ls", "--prefix", "x")
+    assert (run.code, run.out) == (1, "")
+    assert run.err == "onecopy: prefix must be at most 255 characters (HTTP 400)\n"
+
+
+def test_ls_stops_on_a_page_token_that_comes_back(api: FakeApi) -> None:
+    def circular(**_: Any) -> dict[str, Any]:
+        return {"items": [], "last_evaluated_key": "same"}
+
+    api.list_uploads = circular  # type: ignore[method-assign]
+    run = Run(api, "ls")
+    assert run.code == 1
+    assert "the same page token twice" in run.err
+
+
+def test_rm_deletes_aborts_and_reports_each_failure_then_exits_1(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a stored upload, a pending one, one whose bytes are being stored, and an unknown id
+    stored, storing = _uploads(api, tmp_path, "done.txt", "busy.txt")
+    pending = _pending(api, "waiting.txt")
+    api.uploads[storing]["status"] = "PENDING"
+    api.storing.add(storing)
+
+    # When all four are removed in one call
+    run = Run(api, "rm", stored, ABSENT_ID, pending, storing)
+
+    # Then each was tried, in order; the stored one is gone, the pending one aborted
+    assert api.deletes == [stored, ABSENT_ID, pending, storing]
+    assert run.lines == [f"deleted  {stored}", f"aborted  {pending}"]
+    assert stored not in api.uploads
+    assert (api.uploads[pending]["status"], api.uploads[pending]["reason"]) == (
+        "REJECTED",
+        "aborted",
+    )
+    # And each failure is one line on stderr naming its id, and the exit status says so
+    assert run.err.splitlines() == [
+        f"onecopy: {ABSENT_ID}: no upload {ABSENT_ID} (HTTP 404)",
+        f"onecopy: {storing}: its bytes are being stored right now: try again shortly (HTTP 409)",
+    ]
+    assert run.code == 1
+
+
+def test_rm_twice_aborts_a_pending_upload_then_deletes_it(api: FakeApi) -> None:
+    pending = _pending(api, "waiting.txt")
+    first = Run(api, "rm", pending)
+    listed = Run(api, "ls", "--json")
+    second = Run(api, "rm", pending)
+    third = Run(api, "rm", pending)
+    assert (first.code, first.out) == (0, f"aborted  {pending}\n")
+    assert [(i["status"], i["reason"]) for i in json.loads(listed.out)] == [("REJECTED", "aborted")]
+    assert (second.code, second.out, second.err) == (0, f"deleted  {pending}\n", "")
+    assert (third.code, third.out) == (1, "")
+    assert third.err == f"onecopy: {pending}: no upload {pending} (HTTP 404)\n"
+
+
+def test_rm_takes_an_id_given_twice_once(api: FakeApi, tmp_path: Path) -> None:
+    (stored,) = _uploads(api, tmp_path, "a.txt")
+    run = Run(api, "rm", stored, stored.upper())
+    assert (run.code, run.lines, api.deletes) == (0, [f"deleted  {stored}"], [stored])
+
+
+def test_rm_says_removed_when_it_cannot_tell_which(api: FakeApi, tmp_path: Path) -> None:
+    (stored,) = _uploads(api, tmp_path, "a.txt")
+
+    def unavailable(upload_id: str) -> dict[str, Any]:
+        raise ApiError(503, "Service Unavailable")
+
+    api.get_upload = unavailable  # type: ignore[method-assign]
+    run = Run(api, "rm", stored)
+    assert (run.code, run.out, run.err) == (0, f"removed  {stored}\n", "")
+
+
+def test_rm_stops_when_the_sign_in_is_lost(api: FakeApi, tmp_path: Path) -> None:
+    ids = _uploads(api, tmp_path, "a.txt", "b.txt")
+
+    def lost(upload_id: str) -> None:
+        api.deletes.append(upload_id)
+        raise NotSignedIn("the sign-in expired: run `onecopy login`")
+
+    api.delete_upload = lost  # type: ignore[method-assign]
+    run = Run(api, "rm", *ids)
+    assert (run.code, run.out, api.deletes) == (3, "", ids[:1])
+    assert run.err == "onecopy: the sign-in expired: run `onecopy login`\n"
+
+
+class FakeTime:
+    """The clock of `admin erase-owner`: sleeping moves it on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    from onecopy_cli.commands import admin
+
+    fake = FakeTime()
+    monkeypatch.setattr(admin, "time", fake)
+    return fake
+
+
+def _erase(deleted: int, aborted: int, waiting: int, *, done: bool = False) -> dict[str, Any]:
+    return {"deleted": deleted, "aborted": aborted, "waiting": waiting, "done": done}
+
+
+def test_erase_owner_calls_until_done_with_running_totals(api: FakeApi, clock: FakeTime) -> None:
+    # Given an owner with 1,500 uploads, two of them being stored, one pending
+    api.erase_answers = [
+        _erase(1000, 1, 2),
+        _erase(497, 0, 2),
+        _erase(0, 0, 2),  # no progress: the CLI pauses before the next call
+        _erase(2, 0, 0, done=True),
+    ]
+
+    # When the admin erases them
+    run = Run(api, "admin", "erase-owner", "sub-of-carol")
+
+    # Then the API was called until done, pausing only after the call that changed nothing
+    assert run.code == 0, run.err
+    assert api.erased == ["sub-of-carol"] * 4
+    assert clock.sleeps == [1.0]
+    # And each call's running totals went to stderr, the outcome to stdout
+    assert run.err.splitlines() == [
+        "erasing sub-of-carol: 1000 deleted, 1 aborted, 2 being stored",
+        "erasing sub-of-carol: 1497 deleted, 1 aborted, 2 being stored",
+        "erasing sub-of-carol: 1497 deleted, 1 aborted, 2 being stored",
+        "erasing sub-of-carol: 1499 deleted, 1 aborted",
+    ]
+    assert run.out == "erased sub-of-carol: 1499 uploads deleted, 1 pending upload aborted\n"
+
+
+def test_erase_owner_json_is_the_totals(api: FakeApi, clock: FakeTime) -> None:
+    api.erase_answers = [_erase(3, 1, 0), _erase(1, 0, 0, done=True)]
+    run = Run(api, "admin", "erase-owner", "sub-of-carol", "--json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out) == {
+        "owner": "sub-of-carol",
+        "deleted": 4,
+        "aborted": 1,
+        "waiting": 0,
+        "done": True,
+    }
+
+
+def test_erase_owner_of_nobody_says_an_owner_is_a_sub(api: FakeApi, clock: FakeTime) -> None:
+    api.erase_answers = [_erase(0, 0, 0, done=True)]
+    run = Run(api, "admin", "erase-owner", "carol")
+    assert run.code == 0, run.err
+    assert run.out.startswith("nothing left to erase for carol (an owner is a sub")
+    assert clock.sleeps == []
+
+
+def test_erase_owner_gives_up_when_nothing_changes_for_the_timeout(
+    api: FakeApi, clock: FakeTime
+) -> None:
+    api.erase_answers = [_erase(5, 0, 1), *[_erase(0, 0, 1)] * 20]
+    run = Run(api, "admin", "erase-owner", "sub-of-carol", "--timeout", "3")
+    assert run.code == 1
+    assert clock.sleeps == [1.0, 1.0, 1.0]
+    assert run.err.splitlines()[-1] == (
+        "onecopy: nothing changed for 3 s while 1 upload of sub-of-carol was being stored: "
+        "run the same command again later"
+    )
+    assert run.out == ""
+
+
+def test_erase_owner_interrupted_says_how_far_it_got_and_to_run_it_again(
+    api: FakeApi, clock: FakeTime
+) -> None:
+    api.erase_answers = [_erase(10, 2, 0), KeyboardInterrupt()]
+    run = Run(api, "admin", "erase-owner", "sub-of-carol")
+    assert run.code == 130
+    assert run.out == ""
+    assert run.err.splitlines()[-1] == (
+        "onecopy: interrupted after 10 deleted and 2 aborted: run the same command again to go on"
+    )
+
+
+def test_erase_owner_refuses_an_answer_without_counts(api: FakeApi, clock: FakeTime) -> None:
+    api.erase_answers = [{"deleted": "many", "done": False}]
+    run = Run(api, "admin", "erase-owner", "sub-of-carol")
+    assert run.code == 1
+    assert "unexpected answer from the API: deleted='many'" in run.err
+
+
 # --- admin reconcile (the invoker faked; tests/integration/test_lambda_api.py uses boto3) --------
 
 
@@ -1544,6 +1921,50 @@ def test_client_sends_the_page_token_encoded() -> None:
     assert transport.sent[0].url == (
         "http://api.test/admin/hashes?limit=5&last_evaluated_key=a%2Bb%2Fc%3D"
     )
+
+
+def test_client_lists_uploads_with_the_filters_encoded() -> None:
+    page: dict[str, Any] = {"items": [], "last_evaluated_key": None}
+    client, transport = _client((200, {}, json.dumps(page).encode()))
+    assert client.list_uploads(limit=7, status="STORED", prefix="my report+", token="a/b=") == page
+    assert transport.sent[0].method == "GET"
+    assert transport.sent[0].url == (
+        "http://api.test/uploads?limit=7&status=STORED&prefix=my%20report%2B"
+        "&last_evaluated_key=a%2Fb%3D"
+    )
+
+
+def test_client_lists_uploads_without_filters_sends_the_limit_alone() -> None:
+    page: dict[str, Any] = {"items": [], "last_evaluated_key": None}
+    client, transport = _client((200, {}, json.dumps(page).encode()))
+    client.list_uploads(limit=1000)
+    assert transport.sent[0].url == "http://api.test/uploads?limit=1000"
+
+
+def test_client_deletes_an_upload_and_gives_the_apis_refusal() -> None:
+    conflict = {"message": "the upload is being stored: try again shortly"}
+    client, transport = _client((204, {}, b""), (409, {}, json.dumps(conflict).encode()))
+    client.delete_upload("ab" * 16)
+    with pytest.raises(ApiError) as caught:
+        client.delete_upload("cd" * 16)
+    assert [(r.method, r.url) for r in transport.sent] == [
+        ("DELETE", f"http://api.test/uploads/{'ab' * 16}"),
+        ("DELETE", f"http://api.test/uploads/{'cd' * 16}"),
+    ]
+    assert (caught.value.status, caught.value.message) == (409, conflict["message"])
+
+
+def test_client_erases_an_owner_with_an_empty_post() -> None:
+    answer = {"owner": "a/b", "deleted": 2, "aborted": 0, "waiting": 0, "done": True}
+    client, transport = _client((200, {}, json.dumps(answer).encode()), (403, {}, b"{}"))
+    assert client.erase_owner("a/b") == answer
+    assert (transport.sent[0].method, transport.sent[0].url) == (
+        "POST",
+        "http://api.test/admin/owners/a%2Fb/erase",
+    )
+    assert not transport.sent[0].body
+    with pytest.raises(ApiError, match=r"^admins only"):
+        client.erase_owner("x")
 
 
 # --- progress ----------------------------------------------------------------------------------
@@ -2050,6 +2471,18 @@ def test_admin_reads_are_admins_only(shell: Shell, command: str) -> None:
     assert run.code == 1
     assert run.err.startswith("onecopy: admins only: sign in as a member of the admins group")
     assert run.err.endswith("(HTTP 403)\n")
+
+
+def test_erase_owner_is_admins_only(shell: Shell) -> None:
+    shell.login("alice")
+    run = shell("admin", "erase-owner", "sub-of-admin")
+    assert (run.code, run.out) == (1, "")
+    assert run.err.startswith("onecopy: admins only: sign in as a member of the admins group")
+    assert run.err.endswith("(HTTP 403)\n")
+    assert [(m, p) for m, p, _ in shell.fake.api_calls][-1] == (
+        "POST",
+        "/admin/owners/sub-of-admin/erase",
+    )
 
 
 def test_a_sign_in_lost_mid_upload_stops_the_run_with_one_message(
