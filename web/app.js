@@ -1,15 +1,22 @@
-// The page: signs in, picks files, shows one row per file, and (for admins) the statistics and the
-// stored contents.
+// The page: signs in, picks files, shows one row per file, lists (and deletes) the caller's files,
+// and for admins the statistics and the stored contents.
 import { Api, Cognito, SignedOut, Uploader } from "./upload.js";
 import {
   Phase,
   advance,
+  afterDelete,
+  deletePrompt,
   describe,
+  fileRow,
   formatBytes,
   isAdmin,
   isFinal,
+  listFilter,
+  listingSummary,
   multipartThreshold,
+  newListing,
   newRow,
+  nextQuery,
   percent,
   progressText,
   refreshAt,
@@ -17,6 +24,10 @@ import {
   resolveApiUrl,
   sessionFrom,
   usableSession,
+  wantsAnotherPage,
+  withPage,
+  withUpload,
+  withoutUpload,
 } from "./logic.js";
 
 const API_KEY = "onecopy.api";
@@ -192,6 +203,7 @@ function enter({ focus = false } = {}) {
   $("#workspace").hidden = false;
   $("#admin").hidden = !isAdmin(session);
   if (focus) $("#drop-zone").focus(); // the next thing to use, after the form that just went
+  loadFiles();
   if (isAdmin(session)) {
     refreshStats();
     loadHashes();
@@ -206,6 +218,7 @@ function signOut(message = "") {
   sessionStorage.removeItem(SESSION_KEY);
   $("#uploads").replaceChildren();
   $("#no-uploads").hidden = false;
+  forgetFiles();
   $("#hashes tbody").replaceChildren();
   $("#hashes-status").textContent = "";
   $("#hashes-more").hidden = true;
@@ -258,7 +271,10 @@ function start(files) {
       .upload(file, (event) => {
         row = advance(row, event);
         render(view, row, rowApi);
-        if (isFinal(row.phase) && isAdmin(session)) refreshAdmin();
+        if (isFinal(row.phase)) {
+          if (row.uploadId) showInFiles(rowApi, row.uploadId);
+          if (isAdmin(session)) refreshAdmin();
+        }
         return row;
       })
       .finally(() => {
@@ -298,22 +314,249 @@ function render(item, row, rowApi) {
   const button = item.querySelector(".download");
   if (held && row.uploadId && button.hidden) {
     button.hidden = false;
-    button.addEventListener("click", () => download(button, status, rowApi, row.uploadId));
+    button.addEventListener("click", () =>
+      download(button, rowApi, row.uploadId, (message) => {
+        status.textContent = message;
+      }),
+    );
   }
 }
 
 /** The API hands out a short-lived storage URL (asked for with the token, which a plain link
  * cannot send); the browser saves what it serves, as an attachment, without leaving the page. */
-async function download(button, status, rowApi, uploadId) {
+async function download(button, rowApi, uploadId, onError) {
   button.disabled = true;
   try {
     location.assign(await rowApi.downloadUrl(uploadId));
   } catch (error) {
-    if (!(error instanceof SignedOut)) status.textContent = `Download failed: ${error.message}`;
+    if (!(error instanceof SignedOut)) onError(`Download failed: ${error.message}`);
   } finally {
     button.disabled = false;
   }
 }
+
+// --- your files: the caller's uploads, newest first, page by page; delete ------------------------
+
+let listing = newListing();
+let listRequest = 0; // pages can arrive out of order: only the latest request may paint
+let account = 0; // bumped on sign-out: answers for the previous account are dropped
+let filesLoading = false;
+let filesNote = ""; // what the last delete did, said before the count
+const fileRows = new Map(); // upload_id -> its <tr>, kept across repaints (and with it, focus)
+const deleteDialog = $("#delete-dialog");
+
+function currentFilter() {
+  return listFilter({ status: $("#filter-status").value, prefix: $("#filter-prefix").value });
+}
+
+/** The list from its first page (`more`: the next pages). One load asks for a few pages at once
+ * when they come back short, so a sparse filter still fills the list. */
+async function loadFiles({ more = false } = {}) {
+  const mine = ++listRequest;
+  const moreButton = $("#files-more");
+  if (!more) {
+    listing = newListing(currentFilter());
+    filesNote = "";
+  }
+  showFilesError("");
+  filesLoading = true;
+  paintFiles();
+  moreButton.disabled = true;
+  try {
+    let added = 0;
+    for (let calls = 1; ; calls += 1) {
+      const page = await api.listUploads(nextQuery(listing));
+      if (mine !== listRequest) return;
+      listing = withPage(listing, page);
+      added += page.items?.length ?? 0;
+      paintFiles();
+      if (!wantsAnotherPage(listing, { added, calls })) break;
+    }
+  } catch (error) {
+    if (mine !== listRequest || error instanceof SignedOut) return;
+    showFilesError(`Your files could not be loaded: ${error.message}`);
+  } finally {
+    if (mine === listRequest) {
+      filesLoading = false;
+      moreButton.disabled = false;
+      paintFiles();
+    }
+  }
+}
+
+/** A file this tab finished uploading joins the list (if the filter lets it), without reloading. */
+async function showInFiles(rowApi, uploadId) {
+  const mine = account;
+  let view;
+  try {
+    view = await rowApi.findUpload(uploadId);
+  } catch {
+    return; // the row above says how the upload went; the list shows it on its next load
+  }
+  if (mine !== account || rowApi !== api) return;
+  listing = view ? withUpload(listing, view) : withoutUpload(listing, uploadId);
+  paintFiles();
+}
+
+/** Brings the table in line with the listing, reusing each upload's row so focus stays put. */
+function paintFiles() {
+  const body = $("#files tbody");
+  const ids = new Set(listing.items.map((view) => view.upload_id));
+  for (const [id, tr] of fileRows) {
+    if (!ids.has(id)) {
+      tr.remove();
+      fileRows.delete(id);
+    }
+  }
+  let previous = null;
+  for (const view of listing.items) {
+    let tr = fileRows.get(view.upload_id);
+    if (!tr) {
+      tr = newFileRow(view.upload_id);
+      fileRows.set(view.upload_id, tr);
+    }
+    fillFileRow(tr, fileRow(view));
+    const expected = previous ? previous.nextElementSibling : body.firstElementChild;
+    if (expected !== tr) {
+      if (previous) previous.after(tr);
+      else body.prepend(tr);
+    }
+    previous = tr;
+  }
+  const summary = listingSummary(listing, { loading: filesLoading });
+  const text = filesNote ? `${filesNote} ${summary}` : summary;
+  const status = $("#files-status");
+  if (status.textContent !== text) status.textContent = text;
+  $("#files-more").hidden = !listing.loaded || listing.next === null;
+}
+
+function newFileRow(uploadId) {
+  const tr = $("#file-template").content.firstElementChild.cloneNode(true);
+  const downloadButton = tr.querySelector(".download");
+  downloadButton.addEventListener("click", () =>
+    download(downloadButton, api, uploadId, (message) => showFilesError(message)),
+  );
+  const deleteButton = tr.querySelector(".delete");
+  deleteButton.addEventListener("click", () => deleteFile(uploadId, deleteButton));
+  return tr;
+}
+
+function fillFileRow(tr, row) {
+  tr.dataset.status = row.status;
+  tr.querySelector(".name").textContent = row.name;
+  const size = tr.querySelector(".size");
+  size.textContent = row.size;
+  size.title = row.bytes;
+  tr.querySelector(".file-status").textContent = row.statusText;
+  const time = tr.querySelector("time");
+  time.dateTime = row.createdIso;
+  time.textContent = row.created;
+  const downloadButton = tr.querySelector(".download");
+  downloadButton.hidden = !row.downloadable;
+  downloadButton.setAttribute("aria-label", `Download ${row.name}`);
+  tr.querySelector(".delete").setAttribute("aria-label", `Delete ${row.name}`);
+}
+
+function showFilesError(message) {
+  const problem = $("#files-error");
+  problem.textContent = message;
+  problem.hidden = !message;
+}
+
+/** Asks first (a modal dialog, the safe choice focused); resolves true when confirmed. */
+function confirmDelete(view) {
+  const prompt = deletePrompt(view);
+  $("#delete-title").textContent = prompt.title;
+  $("#delete-text").textContent = prompt.text;
+  $("#delete-confirm").textContent = prompt.confirm;
+  deleteDialog.returnValue = "";
+  deleteDialog.showModal();
+  return new Promise((resolve) => {
+    deleteDialog.addEventListener("close", () => resolve(deleteDialog.returnValue === "confirm"), {
+      once: true,
+    });
+  });
+}
+
+$("#delete-confirm").addEventListener("click", () => deleteDialog.close("confirm"));
+$("#delete-keep").addEventListener("click", () => deleteDialog.close("keep"));
+
+async function deleteFile(uploadId, button) {
+  const view = listing.items.find((item) => item.upload_id === uploadId);
+  if (!view || !(await confirmDelete(view))) return;
+  const mine = account;
+  const rowApi = api;
+  button.disabled = true;
+  let result;
+  try {
+    const answer = await rowApi.deleteUpload(uploadId);
+    result = afterDelete(view, answer.status, answer.message);
+    if (result.outcome === "recheck") {
+      const fresh = await rowApi.findUpload(uploadId);
+      result = { ...result, outcome: fresh ? "replace" : "remove", view: fresh };
+    }
+  } catch (error) {
+    if (error instanceof SignedOut) return;
+    result = {
+      outcome: "keep",
+      note: `Could not delete ${view.filename}: ${error.message}`,
+      error: true,
+    };
+  } finally {
+    button.disabled = false;
+  }
+  if (mine !== account) return;
+  const neighbour = neighbourOf(uploadId);
+  if (result.outcome === "remove") listing = withoutUpload(listing, uploadId);
+  if (result.outcome === "replace") listing = withUpload(listing, result.view);
+  filesNote = result.error ? "" : result.note;
+  showFilesError(result.error ? result.note : "");
+  paintFiles();
+  // The row's own button if the row stayed; else a neighbour's, so the keyboard keeps its place.
+  const focus = [button, neighbour].find((element) => element?.isConnected);
+  (focus ?? $("#filter-status")).focus();
+}
+
+/** Where the focus goes when a row goes: the next row's Delete button, else the previous one's. */
+function neighbourOf(uploadId) {
+  const tr = fileRows.get(uploadId);
+  const next = tr?.nextElementSibling ?? tr?.previousElementSibling;
+  return next?.querySelector(".delete") ?? null;
+}
+
+/** Signing out: nothing of this account's list stays on the page. */
+function forgetFiles() {
+  account += 1;
+  listRequest += 1;
+  if (deleteDialog.open) deleteDialog.close();
+  listing = newListing();
+  filesNote = "";
+  filesLoading = false;
+  fileRows.clear();
+  $("#files tbody").replaceChildren();
+  $("#files-status").textContent = "";
+  $("#files-more").hidden = true;
+  showFilesError("");
+  $("#files-filter").reset();
+}
+
+let filterTimer = 0;
+$("#files-filter").addEventListener("submit", (event) => {
+  event.preventDefault();
+  clearTimeout(filterTimer);
+  loadFiles();
+});
+$("#filter-status").addEventListener("change", () => {
+  clearTimeout(filterTimer);
+  loadFiles();
+});
+// Typing asks the API once the typing pauses, not at every key.
+$("#filter-prefix").addEventListener("input", () => {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(loadFiles, 300);
+});
+$("#files-reload").addEventListener("click", () => loadFiles());
+$("#files-more").addEventListener("click", () => loadFiles({ more: true }));
 
 // --- administration: statistics and stored contents ----------------------------------------------
 

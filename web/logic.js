@@ -213,6 +213,7 @@ export function explainPutFailure(status, body) {
 export const REJECT_REASONS = {
   size_mismatch: "the bytes received are not the size that was declared",
   checksum_mismatch: "the bytes received do not match the declared SHA-256",
+  aborted: "the upload was cancelled",
 };
 
 // --- the per-file state machine ------------------------------------------------------------------
@@ -425,4 +426,208 @@ export function explainSignInFailure(status, body) {
       return `Sign-in failed (${type || `HTTP ${status}`}${detail}).`;
     }
   }
+}
+
+// --- your files: GET /uploads, page by page, and DELETE /uploads/{id} ----------------------------
+
+/** The statuses GET /uploads can filter on, in the order the filter offers them. */
+export const UPLOAD_STATUSES = ["STORED", "DUPLICATE", "PENDING", "REJECTED"];
+
+/** Items asked for per GET /uploads (the API allows 1..1000). */
+export const LIST_PAGE_SIZE = 50;
+
+/** GET /uploads calls one "Load more" makes at most while its pages come back short. */
+export const LIST_CALLS_PER_LOAD = 5;
+
+const STATUS_LABELS = {
+  STORED: "Stored",
+  DUPLICATE: "Duplicate",
+  PENDING: "Pending",
+  REJECTED: "Rejected",
+};
+
+/** The filter as the list uses it: a known status or "" (all), and a name prefix ("" for any). */
+export function listFilter({ status = "", prefix = "" } = {}) {
+  return {
+    status: UPLOAD_STATUSES.includes(status) ? status : "",
+    prefix: typeof prefix === "string" ? prefix : "",
+  };
+}
+
+/** The query string of GET /uploads; empty values are left out. */
+export function uploadsQuery({ limit = LIST_PAGE_SIZE, status = "", prefix = "", after = null }) {
+  const filter = listFilter({ status, prefix });
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (filter.status) query.set("status", filter.status);
+  if (filter.prefix) query.set("prefix", filter.prefix);
+  if (after) query.set("last_evaluated_key", after);
+  return query.toString();
+}
+
+/** A list not loaded yet: no items, and a first page to ask for. */
+export function newListing(filter = {}) {
+  return { filter: listFilter(filter), items: [], next: null, loaded: false };
+}
+
+/** The listing's next request's query string. */
+export function nextQuery(listing, limit = LIST_PAGE_SIZE) {
+  return uploadsQuery({ ...listing.filter, limit, after: listing.next });
+}
+
+/** More to load: nothing asked yet, or the last page named a next one. A short page is no end:
+ * only a null last_evaluated_key is. */
+export function hasMore(listing) {
+  return !listing.loaded || listing.next !== null;
+}
+
+/** The listing after one page: its items appended (an upload already shown is replaced where it
+ * is, not shown twice), and its token for the next page. */
+export function withPage(listing, page) {
+  const items = [...listing.items];
+  for (const view of page.items ?? []) {
+    const at = items.findIndex((item) => item.upload_id === view.upload_id);
+    if (at === -1) items.push(view);
+    else items[at] = view;
+  }
+  return { ...listing, items, next: page.last_evaluated_key ?? null, loaded: true };
+}
+
+/** Whether one "Load more" should ask for another page at once: the pages so far brought fewer
+ * than a page of new rows, more follow, and it has not made too many calls yet. */
+export function wantsAnotherPage(listing, { added, calls, limit = LIST_PAGE_SIZE }) {
+  return listing.next !== null && added < limit && calls < LIST_CALLS_PER_LOAD;
+}
+
+export function matchesFilter(view, filter) {
+  const { status, prefix } = listFilter(filter);
+  return (!status || view.status === status) && String(view.filename ?? "").startsWith(prefix);
+}
+
+const createdMs = (view) => Date.parse(view.created_at) || 0;
+
+/** The listing with one upload's latest view (one this tab just uploaded, or re-read): replaced
+ * where it is, inserted in newest-first order if it matches the filter, or dropped if it no
+ * longer does. An upload older than every row while more pages follow is left for those pages. */
+export function withUpload(listing, view) {
+  const items = listing.items.filter((item) => item.upload_id !== view.upload_id);
+  const shown = items.length !== listing.items.length;
+  if (!matchesFilter(view, listing.filter)) return { ...listing, items };
+  if (shown) {
+    return {
+      ...listing,
+      items: listing.items.map((item) => (item.upload_id === view.upload_id ? view : item)),
+    };
+  }
+  const at = items.findIndex((item) => createdMs(item) < createdMs(view));
+  if (at === -1) {
+    if (listing.loaded && listing.next !== null) return listing; // it belongs on a later page
+    return { ...listing, items: [...items, view] };
+  }
+  return { ...listing, items: [...items.slice(0, at), view, ...items.slice(at)] };
+}
+
+/** The listing without one upload. */
+export function withoutUpload(listing, uploadId) {
+  return { ...listing, items: listing.items.filter((item) => item.upload_id !== uploadId) };
+}
+
+/** "Stored", "Rejected: the upload was cancelled", ... */
+export function statusLabel(view) {
+  const label = STATUS_LABELS[view.status] ?? String(view.status);
+  if (view.status !== "REJECTED" || !view.reason) return label;
+  return `${label}: ${REJECT_REASONS[view.reason] ?? view.reason}`;
+}
+
+export function isDownloadable(view) {
+  return view.status === "STORED" || view.status === "DUPLICATE";
+}
+
+/** What one row of the list shows. `formatTime` turns a Date into text (the browser's locale by
+ * default; the tests pass their own). */
+export function fileRow(view, { formatTime = (date) => date.toLocaleString() } = {}) {
+  const created = new Date(view.created_at);
+  const valid = !Number.isNaN(created.getTime());
+  return {
+    uploadId: view.upload_id,
+    name: view.filename,
+    size: formatBytes(view.size),
+    bytes: `${Number(view.size).toLocaleString("en")} bytes`,
+    status: view.status,
+    statusText: statusLabel(view),
+    created: valid ? formatTime(created) : "",
+    createdIso: valid ? created.toISOString() : "",
+    downloadable: isDownloadable(view),
+  };
+}
+
+/** What the confirmation dialog asks before DELETE /uploads/{id}. */
+export function deletePrompt(view) {
+  const name = view.filename;
+  if (view.status === "PENDING") {
+    return {
+      title: `Cancel the upload of ${name}?`,
+      text:
+        "Its bytes have not been stored: the upload is cancelled and any bytes already sent " +
+        "are discarded. It then shows as rejected until you delete it again.",
+      confirm: "Cancel upload",
+    };
+  }
+  if (isDownloadable(view)) {
+    return {
+      title: `Delete ${name}?`,
+      text:
+        `The file (${formatBytes(view.size)}) is deleted from your files and can no longer be ` +
+        "downloaded. This cannot be undone.",
+      confirm: "Delete",
+    };
+  }
+  return {
+    title: `Remove ${name}?`,
+    text: "Nothing of it was stored: this removes the rejected upload from your files.",
+    confirm: "Remove",
+  };
+}
+
+/** What a DELETE /uploads/{id} answer means for the row: "remove" it, "recheck" it (a cancelled
+ * upload stays, now REJECTED: read it again), or "keep" it as it is; and what to tell the person
+ * (`error`: say it as an error). */
+export function afterDelete(view, status, message = "") {
+  const name = view.filename;
+  switch (status) {
+    case 204:
+      return view.status === "PENDING"
+        ? { outcome: "recheck", note: `Upload of ${name} cancelled.`, error: false }
+        : { outcome: "remove", note: `Deleted ${name}.`, error: false };
+    case 404:
+      return { outcome: "remove", note: `${name} was already deleted.`, error: false };
+    case 409:
+      return {
+        outcome: "keep",
+        note: message || `${name} is being stored right now. Try again in a moment.`,
+        error: true,
+      };
+    default: {
+      const why = message || `HTTP ${status}`;
+      return {
+        outcome: "keep",
+        note:
+          status >= 500
+            ? `Could not delete ${name}: the API failed (${why}). Try again later.`
+            : `Could not delete ${name}: ${why}`,
+        error: true,
+      };
+    }
+  }
+}
+
+/** The line under the list: how many rows are shown, and whether more follow. */
+export function listingSummary(listing, { loading = false } = {}) {
+  if (!listing.loaded) return loading ? "Loading…" : "";
+  const count = listing.items.length;
+  const filtered = Boolean(listing.filter.status || listing.filter.prefix);
+  if (count === 0 && listing.next === null) {
+    return filtered ? "No files match." : "No files yet.";
+  }
+  const files = `${count.toLocaleString("en")} ${count === 1 ? "file" : "files"}`;
+  return listing.next === null ? `${files}.` : `${files} shown; more follow.`;
 }

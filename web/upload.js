@@ -134,6 +134,28 @@ export class Api {
     return (await this.call("GET", `/uploads/${uploadId}`)).data;
   }
 
+  /** An upload's view, or null once it is gone (404). */
+  async findUpload(uploadId) {
+    const { status, data } = await this.call("GET", `/uploads/${uploadId}`, null, {
+      accept: [404],
+    });
+    return status === 404 ? null : data;
+  }
+
+  /** One page of the caller's uploads, newest first: {items, last_evaluated_key}. `query` is
+   * logic.uploadsQuery's string (limit, status, prefix, last_evaluated_key). */
+  async listUploads(query) {
+    return (await this.call("GET", `/uploads?${query}`)).data;
+  }
+
+  /** DELETE /uploads/{id}: {status, message}, whatever the status (logic.afterDelete says what
+   * it means); throws only when the API cannot be reached or the session has ended. */
+  async deleteUpload(uploadId) {
+    const response = await this.#fetch("DELETE", `/uploads/${uploadId}`);
+    const data = await response.json().catch(() => null);
+    return { status: response.status, message: data?.message ?? "" };
+  }
+
   async stats() {
     return (await this.call("GET", "/admin/stats")).data;
   }

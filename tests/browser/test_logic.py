@@ -511,3 +511,276 @@ def test_a_stored_session_is_resumed_only_if_it_can_still_be_used(
 )
 def test_sign_in_failures_say_what_to_do(js: Js, status: int, body: Any, says: str) -> None:
     assert says in js("m.explainSignInFailure(arg[0], arg[1])", [status, body])
+
+
+# --- your files: GET /uploads and DELETE /uploads/{id} ---------------------------------------
+
+
+def view(
+    upload_id: str,
+    created_at: str,
+    *,
+    status: str = "STORED",
+    filename: str | None = None,
+    size: int = 1536,
+    **more: Any,
+) -> dict[str, Any]:
+    """An UploadView as GET /uploads/{id} (and each item of GET /uploads) returns it."""
+    return {
+        "upload_id": upload_id,
+        "status": status,
+        "filename": filename or f"{upload_id}.txt",
+        "size": size,
+        "content_type": "text/plain",
+        "created_at": created_at,
+        **more,
+    }
+
+
+def ids(listing: dict[str, Any]) -> list[str]:
+    return [item["upload_id"] for item in listing["items"]]
+
+
+T1, T2, T3, T4 = (f"2025-01-0{day}T10:00:00Z" for day in (1, 2, 3, 4))
+
+
+@pytest.mark.parametrize(
+    ("given", "query"),
+    [
+        ({}, "limit=50"),
+        ({"limit": 10, "status": "STORED"}, "limit=10&status=STORED"),
+        ({"status": "", "prefix": ""}, "limit=50"),
+        ({"status": "bogus"}, "limit=50"),
+        (
+            {"prefix": "Q3 report & notes", "after": "eyJrIjoxfQ=="},
+            "limit=50&prefix=Q3+report+%26+notes&last_evaluated_key=eyJrIjoxfQ%3D%3D",
+        ),
+    ],
+)
+def test_the_list_query_names_only_what_is_set_and_encodes_it(
+    js: Js, given: dict[str, Any], query: str
+) -> None:
+    assert js("m.uploadsQuery(arg)", given) == query
+
+
+def test_a_listing_pages_on_until_the_token_is_null_not_until_a_short_page(js: Js) -> None:
+    # Given a new listing filtered on STORED
+    steps = js(
+        """(() => {
+          let listing = m.newListing({status: "STORED", prefix: "a"});
+          const seen = [[m.nextQuery(listing, 2), m.hasMore(listing)]];
+          for (const page of arg) {
+            listing = m.withPage(listing, page);
+            seen.push([m.nextQuery(listing, 2), m.hasMore(listing), listing.items.length]);
+          }
+          return seen;
+        })()""",
+        # When a full page, a short page with a token, and an empty last page come back
+        [
+            {"items": [view("u4", T4), view("u3", T3)], "last_evaluated_key": "k1"},
+            {"items": [view("u2", T2)], "last_evaluated_key": "k2"},
+            {"items": [], "last_evaluated_key": None},
+        ],
+    )
+    # Then each request carries the last token, and only the null one ends the list
+    assert steps == [
+        ["limit=2&status=STORED&prefix=a", True],
+        ["limit=2&status=STORED&prefix=a&last_evaluated_key=k1", True, 2],
+        ["limit=2&status=STORED&prefix=a&last_evaluated_key=k2", True, 3],
+        ["limit=2&status=STORED&prefix=a", False, 3],
+    ]
+
+
+def test_an_upload_already_listed_is_not_listed_twice(js: Js) -> None:
+    # Given a listing showing u2 as PENDING (it was inserted, or the pages moved under it)
+    listing = js(
+        "m.withPage(m.newListing(), arg)",
+        {"items": [view("u3", T3), view("u2", T2, status="PENDING")], "last_evaluated_key": "k"},
+    )
+    # When the next page holds u2 again, now STORED
+    later = js(
+        "m.withPage(arg[0], arg[1])",
+        [listing, {"items": [view("u2", T2), view("u1", T1)], "last_evaluated_key": None}],
+    )
+    # Then it keeps its place, with its new status
+    assert ids(later) == ["u3", "u2", "u1"]
+    assert later["items"][1]["status"] == "STORED"
+
+
+@pytest.mark.parametrize(
+    ("added", "calls", "next_key", "again"),
+    [
+        (0, 1, "k", True),  # an empty page with more behind it: ask again at once
+        (49, 4, "k", True),
+        (50, 1, "k", False),  # a page's worth shown: wait for "Load more"
+        (0, 5, "k", False),  # at most 5 calls per load
+        (0, 1, None, False),  # the end
+    ],
+)
+def test_one_load_asks_again_while_pages_come_back_short(
+    js: Js, added: int, calls: int, next_key: str | None, again: bool
+) -> None:
+    listing: dict[str, Any] = {
+        "filter": {"status": "", "prefix": ""},
+        "items": [],
+        "next": next_key,
+        "loaded": True,
+    }
+    assert (
+        js("m.wantsAnotherPage(arg[0], {added: arg[1], calls: arg[2]})", [listing, added, calls])
+        is again
+    )
+
+
+WITH_UPLOAD = "m.withUpload(m.withPage(m.newListing(arg[0]), arg[1]), arg[2])"
+
+
+def test_a_file_just_uploaded_goes_first(js: Js) -> None:
+    page = {"items": [view("u2", T2), view("u1", T1)], "last_evaluated_key": "k"}
+    assert ids(js(WITH_UPLOAD, [{}, page, view("u3", T3)])) == ["u3", "u2", "u1"]
+
+
+def test_a_file_just_uploaded_is_left_out_when_the_filter_excludes_it(js: Js) -> None:
+    page = {"items": [view("u2", T2, filename="a.txt")], "last_evaluated_key": None}
+    other_name = view("u3", T3, filename="b.txt")
+    other_status = view("u4", T4, filename="a2.txt", status="DUPLICATE")
+    assert ids(js(WITH_UPLOAD, [{"prefix": "a"}, page, other_name])) == ["u2"]
+    assert ids(js(WITH_UPLOAD, [{"status": "STORED"}, page, other_status])) == ["u2"]
+    duplicates = {"items": [view("u1", T1, status="DUPLICATE")], "last_evaluated_key": None}
+    assert ids(js(WITH_UPLOAD, [{"status": "DUPLICATE"}, duplicates, other_status])) == ["u4", "u1"]
+
+
+def test_a_listed_upload_that_changed_is_updated_in_place_or_dropped(js: Js) -> None:
+    page = {"items": [view("u2", T2, status="PENDING"), view("u1", T1)], "last_evaluated_key": None}
+    stored = js(WITH_UPLOAD, [{}, page, view("u2", T2)])
+    assert ids(stored) == ["u2", "u1"]
+    assert stored["items"][0]["status"] == "STORED"
+    # A cancelled upload leaves a list of pending ones
+    pending = {"items": [view("u2", T2, status="PENDING")], "last_evaluated_key": None}
+    aborted = view("u2", T2, status="REJECTED", reason="aborted")
+    assert ids(js(WITH_UPLOAD, [{"status": "PENDING"}, pending, aborted])) == []
+
+
+def test_an_upload_older_than_every_row_waits_for_its_page(js: Js) -> None:
+    page = {"items": [view("u3", T3)], "last_evaluated_key": "k"}
+    assert ids(js(WITH_UPLOAD, [{}, page, view("u1", T1)])) == ["u3"]
+    last = {"items": [view("u3", T3)], "last_evaluated_key": None}
+    assert ids(js(WITH_UPLOAD, [{}, last, view("u1", T1)])) == ["u3", "u1"]
+
+
+def test_a_row_shows_name_size_status_and_time(js: Js) -> None:
+    row = js(
+        "m.fileRow(arg, {formatTime: d => d.toISOString().slice(0, 16)})",
+        view("u1", "2025-03-04T05:06:07.890Z", filename="report.pdf", size=3 * 1024**2),
+    )
+    assert row == {
+        "uploadId": "u1",
+        "name": "report.pdf",
+        "size": "3.0 MiB",
+        "bytes": "3,145,728 bytes",
+        "status": "STORED",
+        "statusText": "Stored",
+        "created": "2025-03-04T05:06",
+        "createdIso": "2025-03-04T05:06:07.890Z",
+        "downloadable": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "text", "downloadable"),
+    [
+        ("STORED", None, "Stored", True),
+        ("DUPLICATE", None, "Duplicate", True),
+        ("PENDING", None, "Pending", False),
+        ("REJECTED", "aborted", "Rejected: the upload was cancelled", False),
+        ("REJECTED", "checksum_mismatch", "Rejected: the bytes received do not match", False),
+        ("REJECTED", "something_new", "Rejected: something_new", False),
+        ("REJECTED", None, "Rejected", False),
+    ],
+)
+def test_a_row_s_status_says_why_an_upload_was_rejected(
+    js: Js, status: str, reason: str | None, text: str, downloadable: bool
+) -> None:
+    row = js("m.fileRow(arg)", view("u1", T1, status=status, reason=reason))
+    assert row["statusText"].startswith(text)
+    assert row["downloadable"] is downloadable
+
+
+def test_a_time_the_browser_cannot_read_is_left_blank(js: Js) -> None:
+    row = js("m.fileRow(arg)", view("u1", "not a time"))
+    assert (row["created"], row["createdIso"]) == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("status", "title", "confirm", "says"),
+    [
+        ("STORED", "Delete a.txt?", "Delete", "is deleted from your files"),
+        ("DUPLICATE", "Delete a.txt?", "Delete", "is deleted from your files"),
+        ("PENDING", "Cancel the upload of a.txt?", "Cancel upload", "the upload is cancelled"),
+        ("REJECTED", "Remove a.txt?", "Remove", "removes the rejected upload"),
+    ],
+)
+def test_the_confirmation_says_what_deleting_does(
+    js: Js, status: str, title: str, confirm: str, says: str
+) -> None:
+    prompt = js("m.deletePrompt(arg)", view("u1", T1, status=status, filename="a.txt"))
+    assert (prompt["title"], prompt["confirm"]) == (title, confirm)
+    assert says in prompt["text"]
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "message", "outcome", "note", "error"),
+    [
+        ("STORED", 204, "", "remove", "Deleted a.txt.", False),
+        ("REJECTED", 204, "", "remove", "Deleted a.txt.", False),
+        ("PENDING", 204, "", "recheck", "Upload of a.txt cancelled.", False),
+        ("STORED", 404, "upload not found", "remove", "a.txt was already deleted.", False),
+        ("PENDING", 409, "the bytes are being stored", "keep", "the bytes are being stored", True),
+        ("PENDING", 409, "", "keep", "a.txt is being stored right now. Try again", True),
+        ("STORED", 403, "forbidden", "keep", "Could not delete a.txt: forbidden", True),
+        ("STORED", 503, "", "keep", "the API failed (HTTP 503). Try again later.", True),
+    ],
+)
+def test_what_a_delete_answer_means_for_the_row(
+    js: Js, status: str, answer: int, message: str, outcome: str, note: str, error: bool
+) -> None:
+    result = js(
+        "m.afterDelete(arg[0], arg[1], arg[2])",
+        [view("u1", T1, status=status, filename="a.txt"), answer, message],
+    )
+    assert (result["outcome"], result["error"]) == (outcome, error)
+    assert note in result["note"]
+
+
+def test_a_listing_after_a_delete_no_longer_holds_the_row(js: Js) -> None:
+    page = {"items": [view("u2", T2), view("u1", T1)], "last_evaluated_key": None}
+    assert ids(js("m.withoutUpload(m.withPage(m.newListing(), arg), 'u2')", page)) == ["u1"]
+
+
+@pytest.mark.parametrize(
+    ("filter_", "items", "next_key", "loaded", "loading", "summary"),
+    [
+        ({}, 0, None, False, True, "Loading…"),
+        ({}, 0, None, False, False, ""),
+        ({}, 0, None, True, False, "No files yet."),
+        ({"prefix": "x"}, 0, None, True, False, "No files match."),
+        ({}, 1, None, True, False, "1 file."),
+        ({}, 1200, "k", True, False, "1,200 files shown; more follow."),
+        ({"status": "STORED"}, 0, "k", True, False, "0 files shown; more follow."),
+    ],
+)
+def test_the_line_under_the_list_counts_what_is_shown(
+    js: Js,
+    filter_: dict[str, str],
+    items: int,
+    next_key: str | None,
+    loaded: bool,
+    loading: bool,
+    summary: str,
+) -> None:
+    listing = js(
+        "({...m.newListing(arg[0]), items: new Array(arg[1]).fill({}), next: arg[2],"
+        " loaded: arg[3]})",
+        [filter_, items, next_key, loaded],
+    )
+    assert js("m.listingSummary(arg[0], {loading: arg[1]})", [listing, loading]) == summary

@@ -196,7 +196,8 @@ def test_tokens_are_refreshed_before_they_expire(
     assert second is not None
     assert second["refreshToken"] == first["refreshToken"]
     assert second["expiresAt"] > first["expiresAt"]
-    # And API calls now carry the new IdToken
+    # And API calls now carry the new IdToken (the file list loaded at sign-in used the first)
+    tokens.clear()
     page.get_by_label("Files to upload").set_input_files(pick("later.txt", os.urandom(64)))
     expect(page.locator("#uploads").get_by_role("status")).to_have_text("Stored")
     assert set(tokens) == {f"Bearer {second['idToken']}"}

@@ -1,7 +1,8 @@
 """The upload page in Chromium against the local stack: what a person sees and gets back.
 
 Every test signs in through the page's own form (the `sign_in` fixture): as alice, or as admin
-where the statistics panel is needed (only admins see it)."""
+where the statistics panel is needed (only admins see it). The stack lives for the whole session,
+so a test that reads "Your files" names its files with a tag of its own and filters on it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,18 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Browser, FilePayload, Locator, Page, Request, Route, expect
+from playwright.sync_api import (
+    Browser,
+    FilePayload,
+    Locator,
+    Page,
+    Request,
+    Response,
+    Route,
+    expect,
+)
 
-from tests.localstack import get_upload
+from tests.localstack import create_upload, get_upload, upload
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +49,8 @@ def stats(local_stack: Any) -> dict[str, int]:
 
 
 def rows(page: Page) -> Locator:
-    return page.get_by_role("listitem")
+    """The rows of the files picked in this tab."""
+    return page.locator("#uploads").get_by_role("listitem")
 
 
 def status_of(row: Locator) -> Locator:
@@ -432,3 +443,353 @@ def test_the_page_fits_a_phone_screen(
     page.screenshot(path=output_dir / "upload-page-phone.png", full_page=True)
     context.close()
     assert overflow <= 0
+
+
+# --- your files: the list, its filters, and deleting ------------------------------------------
+
+
+def new_tag() -> str:
+    """A filename prefix no other test uses."""
+    return f"t{os.urandom(5).hex()}"
+
+
+def your_files(page: Page) -> Locator:
+    return page.get_by_role("table", name="Your files")
+
+
+def listed_names(page: Page) -> Locator:
+    """The names in "Your files", top to bottom (each row's header cell)."""
+    return your_files(page).locator("tbody").get_by_role("rowheader")
+
+
+def listed(page: Page, name: str) -> Locator:
+    return your_files(page).get_by_role("row", name=name)
+
+
+def upload_in_tab(page: Page, name: str, data: bytes, final: str = "Stored") -> None:
+    """Picks one file and waits until its row in the tab is final."""
+    page.get_by_label("Files to upload").set_input_files(pick(name, data))
+    row = rows(page).filter(has_text=name)
+    expect(status_of(row)).to_have_text(re.compile(f"^{final}"))
+
+
+def filter_names(page: Page, prefix: str) -> None:
+    """Types a name prefix, and returns once the API answered the first list call it makes."""
+
+    def asks_for_it(response: Response) -> bool:
+        query = parse_qs(urlsplit(response.url).query)
+        return "/uploads?" in response.url and query.get("prefix") == [prefix]
+
+    with page.expect_response(asks_for_it):
+        page.get_by_label("Name starts with").fill(prefix)
+
+
+def list_requests(page: Page, api_url: str) -> list[Request]:
+    """Every GET /uploads?... the page sends, in order."""
+    sent: list[Request] = []
+    page.on(
+        "request",
+        lambda r: (
+            sent.append(r)
+            if r.method == "GET" and r.url.startswith(f"{api_url}/uploads?")
+            else None
+        ),
+    )
+    return sent
+
+
+def id_token(page: Page) -> str:
+    token: str = page.evaluate("JSON.parse(sessionStorage.getItem('onecopy.session')).idToken")
+    return token
+
+
+def test_your_files_lists_this_tab_s_uploads_newest_first_and_no_one_else_s(
+    page: Page, page_url: str, sign_in: Any, local_stack: Any
+) -> None:
+    # Given bob holds a file named with the same tag
+    tag = new_tag()
+    upload(
+        local_stack.api_url,
+        os.urandom(300),
+        filename=f"{tag}-bob.txt",
+        headers=local_stack.auth("bob"),
+    )
+    page.goto(page_url)
+    asked = list_requests(page, local_stack.api_url)
+    sign_in(page, "alice")
+    expect(page.get_by_role("heading", name="Your files")).to_be_visible()
+
+    # When alice uploads three files, one after the other
+    names = [f"{tag}-{n}.txt" for n in ("one", "two", "three")]
+    for name in names:
+        upload_in_tab(page, name, os.urandom(200))
+
+    # Then each joins the top of her list as it finishes, newest first, with its details
+    expect(listed_names(page).nth(0)).to_have_text(names[2])
+    expect(listed_names(page).nth(1)).to_have_text(names[1])
+    expect(listed_names(page).nth(2)).to_have_text(names[0])
+    newest = listed(page, names[2])
+    expect(newest.get_by_role("cell").nth(0)).to_have_text("200 B")
+    expect(newest.get_by_role("cell").nth(1)).to_have_text("Stored")
+    expect(newest.locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-"))
+    # And the list the API gives for her tag is the same: hers only, newest first
+    filter_names(page, tag)
+    expect(listed_names(page)).to_have_text(names[::-1])
+    expect(page.locator("#files-status")).to_have_text("3 files.")
+    # And every list call carried her token, as the page's other calls do
+    assert asked and {r.headers.get("authorization") for r in asked} == {f"Bearer {id_token(page)}"}
+    assert parse_qs(urlsplit(asked[-1].url).query)["prefix"] == [tag]
+    # And a listed file downloads as the tab's own row does
+    assert downloaded(page, newest)[1] == names[2]
+
+    # When she signs out and bob signs in on the same page
+    page.get_by_role("button", name="Sign out").click()
+    expect(your_files(page)).to_be_hidden()
+    assert page.locator("#files tbody tr").count() == 0
+    sign_in(page, "bob")
+    filter_names(page, tag)
+    # Then he sees his file only
+    expect(listed_names(page)).to_have_text([f"{tag}-bob.txt"])
+
+
+def test_the_status_filter_and_the_name_prefix_narrow_the_list(
+    upload_page: Page, local_stack: Any
+) -> None:
+    # Given alice holds a stored file, a copy of it, and an upload still waiting for its bytes
+    page = upload_page
+    tag = new_tag()
+    data = os.urandom(500)
+    upload_in_tab(page, f"{tag}-a-original.bin", data)
+    upload_in_tab(page, f"{tag}-b-copy.bin", data, final="Duplicate")
+    waiting = create_upload(local_stack.api_url, os.urandom(50), filename=f"{tag}-c-waiting.bin")
+    assert waiting.status_code == 201, waiting.text
+    asked = list_requests(page, local_stack.api_url)
+
+    # When the list is narrowed to her tag
+    filter_names(page, tag)
+    # Then it shows all three, newest first, each with its status
+    expect(listed_names(page)).to_have_text(
+        [f"{tag}-c-waiting.bin", f"{tag}-b-copy.bin", f"{tag}-a-original.bin"]
+    )
+    expect(listed(page, f"{tag}-c-waiting.bin").get_by_role("cell").nth(1)).to_have_text("Pending")
+    expect(
+        listed(page, f"{tag}-c-waiting.bin").get_by_role("button", name="Download")
+    ).to_be_hidden()
+
+    # When a status is chosen, Then only the files of that status stay
+    status = page.get_by_label("Status")
+    for value, name in [
+        ("STORED", "a-original"),
+        ("DUPLICATE", "b-copy"),
+        ("PENDING", "c-waiting"),
+    ]:
+        status.select_option(value)
+        expect(listed_names(page)).to_have_text([f"{tag}-{name}.bin"])
+        query = parse_qs(urlsplit(asked[-1].url).query)
+        assert (query["status"], query["prefix"]) == ([value], [tag])
+    status.select_option("REJECTED")
+    expect(page.locator("#files-status")).to_have_text("No files match.")
+    expect(listed_names(page)).to_have_count(0)
+
+    # When all statuses are shown again but the prefix is longer, Then it narrows by name
+    status.select_option("")
+    filter_names(page, f"{tag}-b")
+    expect(listed_names(page)).to_have_text([f"{tag}-b-copy.bin"])
+    assert "status" not in parse_qs(urlsplit(asked[-1].url).query)
+
+
+def test_the_list_comes_page_by_page_until_the_api_says_it_ended(
+    upload_page: Page, local_stack: Any
+) -> None:
+    # Given alice holds seven files of one tag, and a page that asks for one item at a time
+    page = upload_page
+    tag = new_tag()
+    names = [f"{tag}-{n}.txt" for n in range(7)]
+    for name in names:
+        upload(local_stack.api_url, os.urandom(100), filename=name)
+    answers: list[dict[str, Any]] = []
+
+    def one_at_a_time(route: Route, request: Request) -> None:
+        url = request.url.replace("limit=50", "limit=1")
+        response = route.fetch(url=url)
+        answers.append(response.json())
+        route.fulfill(response=response)
+
+    page.route(lambda url: url.startswith(f"{local_stack.api_url}/uploads?"), one_at_a_time)
+
+    # When the list is narrowed to the tag
+    filter_names(page, tag)
+    # Then one load asks for a few pages (each short of a screenful), and offers the rest
+    more = page.get_by_role("button", name="Load more")
+    loaded = page.locator("#files-more")  # found even once hidden: enabled again when done
+    expect(loaded).to_be_enabled()
+    expect(more).to_be_visible()
+    expect(page.locator("#files-status")).to_contain_text("shown; more follow.")
+    assert 1 < len(answers) <= 5
+    assert listed_names(page).count() < 7
+    assert all(len(answer["items"]) <= 1 for answer in answers)
+    # And "Load more" goes on from the last token until the API answers null
+    for _ in range(7):
+        if not more.is_visible():
+            break
+        more.click()
+        expect(loaded).to_be_enabled()
+    expect(more).to_be_hidden()
+    expect(listed_names(page)).to_have_text(names[::-1])
+    expect(page.locator("#files-status")).to_have_text("7 files.")
+    assert answers[-1]["last_evaluated_key"] is None
+    assert all(answer["last_evaluated_key"] for answer in answers[:-1])
+
+
+def test_deleting_a_file_asks_first_then_removes_its_row(
+    upload_page: Page, local_stack: Any
+) -> None:
+    # Given two files of alice's in the list
+    page = upload_page
+    tag = new_tag()
+    kept = upload(local_stack.api_url, os.urandom(100), filename=f"{tag}-kept.txt")
+    gone = upload(local_stack.api_url, os.urandom(100), filename=f"{tag}-gone.txt")
+    filter_names(page, tag)
+    expect(listed_names(page)).to_have_text([f"{tag}-gone.txt", f"{tag}-kept.txt"])
+    deletes: list[str] = []
+    page.on("request", lambda r: deletes.append(r.url) if r.method == "DELETE" else None)
+
+    # When she presses its Delete button
+    listed(page, f"{tag}-gone.txt").get_by_role("button", name="Delete").click()
+    # Then a dialog asks first, with the safe choice focused
+    dialog = page.get_by_role("dialog", name=f"Delete {tag}-gone.txt?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("is deleted from your files")
+    expect(dialog.get_by_role("button", name="Keep")).to_be_focused()
+    assert deletes == []
+
+    # When she confirms
+    dialog.get_by_role("button", name="Delete").click()
+    # Then the row goes, the page says so, and the focus moves to the next row's Delete
+    expect(listed_names(page)).to_have_text([f"{tag}-kept.txt"])
+    expect(page.locator("#files-status")).to_have_text(f"Deleted {tag}-gone.txt. 1 file.")
+    expect(listed(page, f"{tag}-kept.txt").get_by_role("button", name="Delete")).to_be_focused()
+    assert deletes == [f"{local_stack.api_url}/uploads/{gone['upload_id']}"]
+    # And the API no longer knows it; the other file is untouched
+    answer = requests.get(
+        f"{local_stack.api_url}/uploads/{gone['upload_id']}", headers=local_stack.auth(), timeout=10
+    )
+    assert answer.status_code == 404
+    assert get_upload(local_stack.api_url, kept["upload_id"])["status"] == "STORED"
+
+
+@pytest.mark.parametrize("dismiss", ["Keep", "Escape"])
+def test_dismissing_the_dialog_deletes_nothing(
+    upload_page: Page, local_stack: Any, dismiss: str
+) -> None:
+    # Given a file of alice's in the list
+    page = upload_page
+    tag = new_tag()
+    held = upload(local_stack.api_url, os.urandom(100), filename=f"{tag}-mine.txt")
+    filter_names(page, tag)
+    row = listed(page, f"{tag}-mine.txt")
+    deletes: list[str] = []
+    page.on("request", lambda r: deletes.append(r.url) if r.method == "DELETE" else None)
+
+    # When she opens the dialog, then keeps the file (the button, or Escape)
+    delete = row.get_by_role("button", name="Delete")
+    delete.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    if dismiss == "Keep":
+        dialog.get_by_role("button", name="Keep").click()
+    else:
+        page.keyboard.press("Escape")
+
+    # Then the dialog closes, the focus is back on the button, and nothing was deleted
+    expect(dialog).to_be_hidden()
+    expect(delete).to_be_focused()
+    expect(listed_names(page)).to_have_text([f"{tag}-mine.txt"])
+    assert deletes == []
+    assert get_upload(local_stack.api_url, held["upload_id"])["status"] == "STORED"
+
+
+def test_deleting_a_pending_upload_cancels_it_then_removes_it(
+    upload_page: Page, local_stack: Any
+) -> None:
+    # Given an upload of alice's still waiting for its bytes
+    page = upload_page
+    tag = new_tag()
+    created = create_upload(local_stack.api_url, os.urandom(80), filename=f"{tag}-late.bin")
+    assert created.status_code == 201, created.text
+    upload_id = created.json()["upload_id"]
+    filter_names(page, tag)
+    row = listed(page, f"{tag}-late.bin")
+    expect(row.get_by_role("cell").nth(1)).to_have_text("Pending")
+
+    # When she deletes it, the dialog says it cancels the upload
+    row.get_by_role("button", name="Delete").click()
+    dialog = page.get_by_role("dialog", name=f"Cancel the upload of {tag}-late.bin?")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel upload").click()
+
+    # Then it stays, cancelled, as the API now has it
+    expect(row.get_by_role("cell").nth(1)).to_have_text("Rejected: the upload was cancelled")
+    expect(page.locator("#files-status")).to_have_text(
+        f"Upload of {tag}-late.bin cancelled. 1 file."
+    )
+    view = get_upload(local_stack.api_url, upload_id)
+    assert (view["status"], view.get("reason")) == ("REJECTED", "aborted")
+
+    # When she deletes it again, Then it is gone
+    row.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog", name=f"Remove {tag}-late.bin?").get_by_role(
+        "button", name="Remove"
+    ).click()
+    expect(listed_names(page)).to_have_count(0)
+    answer = requests.get(
+        f"{local_stack.api_url}/uploads/{upload_id}", headers=local_stack.auth(), timeout=10
+    )
+    assert answer.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "shown", "row_stays"),
+    [
+        (409, {"message": "The bytes are being stored right now."}, "error", True),
+        (404, {"message": "Not Found"}, "note", False),
+    ],
+)
+def test_a_delete_the_api_refuses_or_that_came_too_late_is_explained(
+    upload_page: Page,
+    local_stack: Any,
+    status: int,
+    body: dict[str, str],
+    shown: str,
+    row_stays: bool,
+) -> None:
+    # Given a file in the list, and an API that answers its DELETE with `status`
+    # (409: its bytes are being stored right now; 404: it was deleted elsewhere meanwhile)
+    page = upload_page
+    tag = new_tag()
+    held = upload(local_stack.api_url, os.urandom(100), filename=f"{tag}-busy.txt")
+    filter_names(page, tag)
+    row = listed(page, f"{tag}-busy.txt")
+    expect(row).to_be_visible()
+    page.route(
+        f"{local_stack.api_url}/uploads/{held['upload_id']}",
+        lambda route, request: (
+            route.fulfill(status=status, json=body)
+            if request.method == "DELETE"
+            else route.continue_()
+        ),
+    )
+
+    # When she deletes it
+    row.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+
+    # Then a 409 keeps the row and shows the API's message as an error; a 404 drops the row
+    if shown == "error":
+        expect(page.get_by_role("alert")).to_have_text(body["message"])
+        expect(row.get_by_role("button", name="Delete")).to_be_focused()
+    else:
+        expect(page.locator("#files-status")).to_have_text(
+            f"{tag}-busy.txt was already deleted. No files match."
+        )
+    expect(row).to_have_count(1 if row_stays else 0)
