@@ -146,6 +146,32 @@ class RunningStack:
                 )
             return self._clients[service]
 
+    def invoke(self, function: str, payload: Any = None) -> Any:
+        """Invoke a function at the stack's Lambda endpoint, as boto3 users do (RequestResponse),
+        and return its result; a function error fails the calling test with the error."""
+        with self._lock:
+            # Not under "lambda": client("lambda") would be the emulator's.
+            if "lambda endpoint" not in self._clients:
+                self._clients["lambda endpoint"] = boto3.client(
+                    "lambda",
+                    endpoint_url=self.lambda_url,
+                    region_name="us-east-1",
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                    aws_session_token=None,
+                    # One attempt (an invocation is not idempotent in general), and as long to
+                    # answer as the function may run.
+                    config=Config(retries={"max_attempts": 1}, read_timeout=960),
+                )
+            client = self._clients["lambda endpoint"]
+        response = client.invoke(
+            FunctionName=function, Payload=json.dumps({} if payload is None else payload).encode()
+        )
+        body = response["Payload"].read()
+        assert response["StatusCode"] == 200, body
+        assert "FunctionError" not in response, f"{function} failed: {body.decode()}"
+        return json.loads(body)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

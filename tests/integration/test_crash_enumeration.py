@@ -123,22 +123,25 @@ RACES = {
     # match then finds it unreferenced, and revives it instead.
     "race-delete": MATCH_STREAMED,
 }
-# A deletion first assumes the upload is neither its owner's last of the content nor the
-# content's last reference; when that was wrong the transaction is cancelled on that condition
-# (nothing written) and the revised one applies.
+# A deletion first guesses whether the upload is its owner's last of the content and the content's
+# last reference (domain.lifecycle.plan_deletion); when a guess was wrong the transaction is
+# cancelled on that condition (nothing written) and the revised one applies.
 # Every deletion of a terminal upload first deletes its staging object (idempotent): one left by
 # a crash between the upload's terminal write and its clean-up would outlive the upload.
 DELETE_LAST = (
     "GetItem",  # the upload
     "DeleteObject",  # its staging object, if a crash left one
-    "TransactWriteItems",  # cancelled: the owner's last upload, the content's last reference
-    "TransactWriteItems",  # the holding goes; the content becomes collectable
+    # A STORED upload that stored the bytes: first guessed the owner's last upload and the
+    # content's last reference, rightly. The holding goes; the content becomes collectable.
+    "TransactWriteItems",
 )
 DELETE_DUPLICATE = ("GetItem", "DeleteObject", "TransactWriteItems")  # a tombstone; one ref less
 DELETE_SHARED = (
     "GetItem",
     "DeleteObject",
-    "TransactWriteItems",  # cancelled on the holding only: another owner references it too
+    # Guessed the content's last reference too: cancelled on the content only (bob's upload
+    # references it as well), then applied with that guess revised.
+    "TransactWriteItems",
     "TransactWriteItems",
 )
 DELETE_REJECTED = ("GetItem", "DeleteObject", "TransactWriteItems")  # it references nothing
@@ -173,8 +176,8 @@ ERASE = (
     "DeleteObject",
     "TransactWriteItems",  # the DUPLICATE: a tombstone
     "DeleteObject",
-    "TransactWriteItems",  # the STORED one: cancelled, her last upload of the content ...
-    "TransactWriteItems",  # ... though not its last reference (bob's)
+    "TransactWriteItems",  # the STORED one: guessed the content's last reference, cancelled ...
+    "TransactWriteItems",  # ... bob's upload references it too: her holding goes, not the content
 )
 # One collector run over one content unreferenced past its grace. The collectable index is
 # queried shard after shard, and each candidate handled as its shard lists it: DATA's hash

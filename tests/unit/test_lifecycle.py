@@ -302,12 +302,25 @@ def test_a_deleted_upload_cannot_be_removed_again() -> None:
         removal(upload(DELETED, deduplicated=True))
 
 
-@pytest.mark.parametrize("status", [STORED, DUPLICATE, REJECTED])
-def test_a_deletion_first_assumes_neither_the_owner_s_nor_the_content_s_last(
-    status: UploadStatus,
+@pytest.mark.parametrize(
+    ("status", "deduplicated", "guess"),
+    [
+        # The upload that gave its owner the content, and stored the bytes: likely the last of
+        # both.
+        (STORED, False, (True, True)),
+        # ... that matched another owner's bytes: the owner's last, but the bytes are shared.
+        (STORED, True, (True, False)),
+        # A DUPLICATE: the owner held the content before it, and it was deduplicated.
+        (DUPLICATE, True, (False, False)),
+        # A REJECTED upload references nothing.
+        (REJECTED, False, (False, False)),
+    ],
+)
+def test_a_deletion_first_guesses_the_likelier_case(
+    status: UploadStatus, deduplicated: bool, guess: tuple[bool, bool]
 ) -> None:
-    planned = plan_deletion(upload(status, deduplicated=False))
-    assert (planned.last_of_owner, planned.last_reference) == (False, False)
+    planned = plan_deletion(upload(status, deduplicated=deduplicated))
+    assert (planned.last_of_owner, planned.last_reference) == guess
 
 
 @pytest.mark.parametrize("status", [PENDING, DELETED])
