@@ -160,6 +160,8 @@ class Api(Protocol):
 
     def get_stats(self) -> dict[str, Any]: ...
 
+    def get_health(self) -> dict[str, Any]: ...
+
     def list_hashes(self, *, limit: int, token: str | None = None) -> dict[str, Any]: ...
 
     def list_uploads(
@@ -327,6 +329,11 @@ class ApiClient:
 
     def get_stats(self) -> dict[str, Any]:
         return _json_object(self.request("GET", "/admin/stats"))
+
+    def get_health(self) -> dict[str, Any]:
+        """GET /admin/health: the queues, dead letters, and the last reconciliation and
+        collection, with what needs an operator's attention."""
+        return _json_object(self.request("GET", "/admin/health"))
 
     def list_hashes(self, *, limit: int, token: str | None = None) -> dict[str, Any]:
         query: dict[str, str | int] = {"limit": limit}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,7 +14,15 @@ REASONS = {
     "checksum_mismatch": "the bytes that arrived do not have the SHA-256 that was declared",
 }
 
-_COLORS = {"stored": "32", "duplicate": "36", "rejected": "31", "pending": "33", "failed": "31"}
+_COLORS = {
+    "stored": "32",
+    "duplicate": "36",
+    "rejected": "31",
+    "pending": "33",
+    "failed": "31",
+    "ok": "32",
+    "attention": "1;31",
+}
 _STATUS_WIDTH = len("duplicate")
 
 
@@ -29,13 +38,17 @@ def human_size(nbytes: int) -> str:
 
 
 def human_duration(seconds: float) -> str:
-    """A time left, to the minute above one: "45 s", "59 min", "2 h 5 min"."""
+    """A span of time, to the minute above one, to the hour above a day: "45 s", "59 min",
+    "2 h 5 min", "2 h", "3 d 4 h"."""
     if seconds < 60:
         return f"{max(int(seconds), 0)} s"
     minutes = int(seconds // 60)
     if minutes < 60:
         return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60} min"
+    hours = minutes // 60
+    if hours < 24:
+        return f"{hours} h {minutes % 60} min" if minutes % 60 else f"{hours} h"
+    return f"{hours // 24} d {hours % 24} h" if hours % 24 else f"{hours // 24} d"
 
 
 def paint(text: str, status: str, *, color: bool) -> str:
@@ -245,4 +258,108 @@ def reconcile_view(report: dict[str, Any]) -> str:
                 f"  {row.get('owner')}  {row.get('sha256')}  recorded {recorded}, "
                 f"found {row.get('found')}"
             )
+    return "\n".join(lines)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _when(value: Any, now: datetime) -> str:
+    """An API time as `2025-11-27T14:05:12Z (3 h 5 min ago)`; "never" for null."""
+    if value is None:
+        return "never"
+    at = _parse_time(value)
+    if at is None:
+        return str(value)
+    return f"{_to_the_second(value)} ({human_duration((now - at).total_seconds())} ago)"
+
+
+def _count(value: Any) -> str:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else "?"
+
+
+def _part(health: dict[str, Any], key: str) -> dict[str, Any]:
+    part = health.get(key)
+    return part if isinstance(part, dict) else {}
+
+
+def health_view(health: dict[str, Any], *, now: datetime, color: bool = False) -> str:
+    """GET /admin/health for people: what needs attention first, then one section per part,
+    ages and times humanized against ``now``."""
+    attention = [str(item) for item in health.get("attention") or []]
+    if attention:
+        lines = [paint(f"needs attention ({len(attention)}):", "attention", color=color)]
+        lines += [paint(f"  {item}", "attention", color=color) for item in attention]
+    else:
+        lines = [paint("ok: nothing needs attention", "ok", color=color)]
+
+    ingest = _part(health, "ingest_queue")
+    age = ingest.get("oldest_message_age_seconds")
+    oldest = (
+        f"{human_duration(age)} old"
+        if isinstance(age, int | float) and not isinstance(age, bool)
+        else "no recent datapoint"
+    )
+    dead = _part(health, "dead_letter_queue")
+    dead_total = sum(v for v in (dead.get("waiting"), dead.get("in_flight")) if isinstance(v, int))
+    dead_status = "failed" if dead_total else ""
+
+    reconciliation = _part(health, "reconciliation")
+    reconcile_rows = [("Last run", _when(reconciliation.get("at"), now))]
+    if reconciliation.get("at") is not None:
+        if reconciliation.get("clean") is True:
+            verdict = paint("clean", "ok", color=color)
+        elif reconciliation.get("clean") is False:
+            drift = f"drift {_count(reconciliation.get('drift'))}"
+            repaired = ", repaired" if reconciliation.get("repaired") else ", not repaired"
+            verdict = paint(drift + repaired, "failed", color=color)
+        else:
+            verdict = "?"
+        reconcile_rows.append(("Result", verdict))
+
+    collection = _part(health, "collection")
+    grace = collection.get("grace_seconds")
+    due = _count(collection.get("due"))
+    if isinstance(grace, int) and not isinstance(grace, bool):
+        due += f" (past the {human_duration(grace)} grace period)"
+    collect_rows = [
+        ("Unreferenced", _count(collection.get("unreferenced"))),
+        ("Due", due),
+        ("Last run", _when(collection.get("last_run_at"), now)),
+    ]
+    if collection.get("last_run_at") is not None:
+        collected = _count(collection.get("last_collected"))
+        if collection.get("last_run_complete") is False:
+            collected += " (stopped for time: the next run goes on)"
+        collect_rows.append(("Collected", collected))
+
+    sections: list[tuple[str, list[tuple[str, str]]]] = [
+        (
+            "Ingest queue",
+            [
+                ("Waiting", _count(ingest.get("waiting"))),
+                ("In flight", _count(ingest.get("in_flight"))),
+                ("Oldest message", oldest),
+            ],
+        ),
+        (
+            "Dead-letter queue",
+            [
+                ("Waiting", paint(_count(dead.get("waiting")), dead_status, color=color)),
+                ("In flight", paint(_count(dead.get("in_flight")), dead_status, color=color)),
+            ],
+        ),
+        ("Reconciliation", reconcile_rows),
+        ("Collection", collect_rows),
+    ]
+    width = max(len(label) for _, rows in sections for label, _ in rows)
+    for title, rows in sections:
+        lines.append("")
+        lines.append(title)
+        lines += [f"  {label:<{width}}  {value}".rstrip() for label, value in rows]
     return "\n".join(lines)

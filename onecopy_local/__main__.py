@@ -1,5 +1,6 @@
-"""`make run` / `onecopy-local`: the API gateway (with the template's JWT authorizer, CORS and
-throttling), the AWS emulator (enforcing IAM; its Cognito holds the user pool and the local users),
+"""`make run` / `onecopy-local`: the API gateway (with the template's JWT authorizer, CORS,
+throttling and access log), the AWS emulator (enforcing IAM; its Cognito holds the user pool and
+the local users, its CloudWatch SQS's queue metrics, with --kms its KMS the key of every resource),
 every function of template.yaml in an environment of its own, and a Lambda Invoke endpoint, on
 127.0.0.1."""
 
@@ -12,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from onecopy_local._http import LOGGER
 from onecopy_local.lambda_runtime import FunctionError
@@ -20,6 +22,7 @@ from onecopy_local.stack import (
     DEFAULT_API_PORT,
     DEFAULT_EMULATOR_PORT,
     DEFAULT_LAMBDA_PORT,
+    DEFAULT_METRICS_INTERVAL,
     DEFAULT_PASSWORD,
     DEFAULT_VISIBILITY_TIMEOUT,
     DEFAULT_WORKERS,
@@ -67,6 +70,13 @@ def _non_negative(value: str) -> int:
     return number
 
 
+def _seconds(value: str) -> float:
+    seconds = float(value)
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return seconds
+
+
 def _count(value: str) -> int:
     number = int(value)
     if number < 0:
@@ -77,8 +87,10 @@ def _count(value: str) -> int:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="onecopy-local",
-        description="Run onecopy locally: the HTTP API, an AWS emulator (moto behind a proxy "
-        "that enforces what S3 enforces), the worker, and a Lambda Invoke endpoint for "
+        description="Run onecopy locally: the HTTP API (with template.yaml's authorizer, "
+        "throttling and access log), an AWS emulator (moto behind a proxy that enforces what S3 "
+        "enforces and each function's IAM policy, KMS key grants included; SQS's metrics are "
+        "published into its CloudWatch), the worker, and a Lambda Invoke endpoint for "
         f"{', '.join(INVOKABLE_FUNCTIONS)} (what `sam local start-lambda` serves). "
         "State lives in memory.",
     )
@@ -165,6 +177,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "CollectorSchedule; default %(default)s); invoke CollectorFunction to run it now",
     )
     parser.add_argument(
+        "--kms",
+        action="store_true",
+        help="encrypt with a customer-managed KMS key, as template parameter KmsKeyArn does on "
+        "AWS: the stack creates a symmetric key in the emulator and encrypts the bucket (SSE-KMS "
+        "with a Bucket Key), the tables and both queues with it; the functions' policies get "
+        "their EncryptionKey statements, and each caller needs kms:Decrypt / "
+        "kms:GenerateDataKey on the key wherever AWS asks for them (default: AWS's own keys)",
+    )
+    parser.add_argument(
+        "--metrics-interval",
+        type=_seconds,
+        default=DEFAULT_METRICS_INTERVAL,
+        metavar="SECONDS",
+        help="how often SQS's metrics of the ingest queue and the dead-letter queue "
+        "(ApproximateAgeOfOldestMessage, ApproximateNumberOfMessagesVisible and -NotVisible, "
+        "namespace AWS/SQS) are put into the emulator's CloudWatch, where GET /admin/health "
+        "reads them (default %(default)g; AWS publishes every 60; 0: not at all)",
+    )
+    parser.add_argument(
+        "--access-log",
+        type=Path,
+        metavar="PATH",
+        help="append the API's access log to this file, one line per request rendered from the "
+        "HttpApi's AccessLogSettings.Format in template.yaml (default: this process's log, "
+        "stderr)",
+    )
+    parser.add_argument(
         "--stop-on-eof",
         action="store_true",
         help="also stop when stdin closes (for supervisors and test fixtures)",
@@ -208,6 +247,25 @@ def banner(stack: LocalStack) -> str:
             "Throttling",
             f"{stack.throttle.rate:g} requests/s, bursts of {stack.throttle.burst} "
             "(--throttle-rate, --throttle-burst)",
+        ),
+        (
+            "KMS key",
+            f"{r.kms_key_arn}  (KmsKeyArn: bucket, tables and queues; --kms)"
+            if r.kms_key_arn
+            else "none  (AWS-owned and AWS-managed keys; --kms for a customer-managed one)",
+        ),
+        (
+            "Queue metrics",
+            f"AWS/SQS every {stack.metrics_interval:g} s into the emulator's CloudWatch "
+            "(--metrics-interval; AWS: every 60 s)"
+            if stack.metrics_interval
+            else "off (--metrics-interval 0): GET /admin/health knows no oldest message age",
+        ),
+        (
+            "Access log",
+            f"{stack.access_log_path}  (--access-log)"
+            if stack.access_log_path is not None
+            else "stderr, one JSON line per request (--access-log PATH for a file)",
         ),
         ("Bucket", r.bucket),
         ("Queue", r.queue_url),
@@ -286,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_pending_uploads=args.max_pending_uploads,
         collection_grace_seconds=args.collection_grace,
         collector_schedule=args.collector_schedule,
+        kms=args.kms,
+        metrics_interval=args.metrics_interval,
+        access_log=args.access_log,
     )
     if args.no_iam:
         print(NO_IAM_WARNING, file=sys.stderr, flush=True)

@@ -14,6 +14,10 @@ token bucket for the whole API: 429 {"message": "Too Many Requests"}), CORS (Cor
 preflights answered here, never by a function; the configured CORS headers replace a function's),
 then the JWT authorizer (onecopy_local.authorizer) on every route but those whose event says
 `Auth: {Authorizer: NONE}`. The function sees only claims the gateway verified.
+
+Every request, answered by a function or by the gateway itself (401, 404, 413, 429, a preflight),
+writes one access-log line rendered from the HttpApi's AccessLogSettings.Format (``AccessLog``):
+its $context variables as API Gateway fills them, "-" for one without a value.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -179,6 +184,7 @@ def http_api_event(
     match: Match,
     now: datetime | None = None,
     claims: Mapping[str, str] | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """The event API Gateway (HTTP API, payload format 2.0) sends to Lambda for ``match``;
     ``claims`` are those of the token the route's JWT authorizer verified."""
@@ -200,7 +206,7 @@ def http_api_event(
     joined.setdefault("x-forwarded-proto", "http")
     host = joined.get("host", "127.0.0.1")
     joined.setdefault("x-forwarded-port", host.rpartition(":")[2] if ":" in host else "80")
-    request_id = base64.urlsafe_b64encode(uuid.uuid4().bytes[:12]).decode().rstrip("=")
+    request_id = request_id or new_request_id()
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key,
@@ -222,7 +228,7 @@ def http_api_event(
             "requestId": request_id,
             "routeKey": route_key,
             "stage": "$default",
-            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "time": request_time(now),
             "timeEpoch": int(now.timestamp() * 1000),
         },
         "isBase64Encoded": False,
@@ -246,6 +252,16 @@ def http_api_event(
             event["body"] = base64.b64encode(body).decode()
             event["isBase64Encoded"] = True
     return event
+
+
+def new_request_id() -> str:
+    """An id in the shape of API Gateway's (also its apigw-requestid header)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes[:12]).decode().rstrip("=")
+
+
+def request_time(now: datetime) -> str:
+    """$context.requestTime: CLF-formatted, in UTC."""
+    return now.astimezone(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
 
 
 def _is_text(content_type: str) -> bool:
@@ -359,6 +375,34 @@ class Cors:
         return headers
 
 
+_CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9_:-]+)*)")
+
+
+class AccessLog:
+    """API Gateway's access logging: one line per request, ``format`` (the HttpApi's
+    AccessLogSettings.Format) with each $context variable replaced by its value for the request,
+    handed to ``write`` (a file's or the log's; called from the gateway's request threads).
+
+    A variable without a value (unknown here, or not set for this request, such as the claims of
+    a request no authorizer let through) renders as "-", as API Gateway renders it. Values are
+    escaped for a JSON string, which is where a JSON format puts them.
+    """
+
+    def __init__(self, format: str, write: Callable[[str], None]) -> None:
+        self.format = format
+        self.write = write
+
+    def render(self, context: Mapping[str, str]) -> str:
+        def value(match: re.Match[str]) -> str:
+            found = context.get(match[1])
+            return "-" if found is None or found == "" else json.dumps(found)[1:-1]
+
+        return _CONTEXT_VARIABLE.sub(value, self.format)
+
+    def record(self, context: Mapping[str, str]) -> None:
+        self.write(self.render(context))
+
+
 class ApiServer(LoopbackServer):
     """Serves ``routes``, invoking ``functions[route.function]`` for each request, behind the
     API's throttle, CORS configuration and authorizers (each optional, as in a template)."""
@@ -372,6 +416,7 @@ class ApiServer(LoopbackServer):
         authorizers: Mapping[str, JwtAuthorizer] | None = None,
         throttle: TokenBucket | None = None,
         cors: Cors | None = None,
+        access_log: AccessLog | None = None,
     ) -> None:
         missing = {r.function for r in routes} - set(functions)
         if missing:
@@ -384,23 +429,43 @@ class ApiServer(LoopbackServer):
         self.functions = dict(functions)
         self.throttle = throttle
         self.cors = cors
+        self.access_log = access_log
         super().__init__(port, ApiHandler, "api")
+
+
+class _Access:
+    """What one request's access-log line tells, filled in as the request is served."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.now = datetime.now(UTC)
+        self.request_id = new_request_id()
+        self.route_key: str | None = None
+        self.status: int | None = None
+        self.length: int | None = None
+        self.error: str | None = None  # the message of an answer the gateway made itself
+        self.integration_ms: int | None = None
+        self.integration_status: int | None = None
+        self.claims: Mapping[str, Any] = {}
 
 
 class ApiHandler(LoopbackHandler):
     server: ApiServer
+    _access: _Access
 
     def do_GET(self) -> None:
         self.begin()
+        self._access = _Access()
         try:
             self._serve()
         finally:
+            self._log_access()
             self.end()
 
     do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = do_TRACE = do_GET
 
     def _serve(self) -> None:
-        started = time.monotonic()
+        started = self._access.started
         if self.server.throttle is not None and not self.server.throttle.take():
             self._discard_body()
             self._json(429, {"message": "Too Many Requests"})
@@ -427,6 +492,7 @@ class ApiHandler(LoopbackHandler):
             # authorizer: a browser never sends a token with a preflight.
             origin = self.headers.get("Origin", "")
             assert self.server.cors is not None
+            self._access.status, self._access.length = 204, 0
             self.send_plain(204, self.server.cors.preflight_headers(origin), b"")
             log.info("api: %s %s -> 204 (CORS preflight)", self.command, self.path)
             return
@@ -436,6 +502,7 @@ class ApiHandler(LoopbackHandler):
             self._json(404, {"message": "Not Found"})
             log.info("api: %s %s -> 404 (no route)", self.command, self.path)
             return
+        self._access.route_key = match.route.key
         claims = None
         if match.route.authorizer is not None:
             authorizer = self.server.authorizers[match.route.authorizer]
@@ -445,6 +512,7 @@ class ApiHandler(LoopbackHandler):
                 self._json(401, UNAUTHORIZED, [("www-authenticate", exc.challenge)])
                 log.info("api: %s %s -> 401 (%s)", self.command, self.path, exc)
                 return
+            self._access.claims = claims
         event = http_api_event(
             method=self.command,
             target=self.path,
@@ -453,19 +521,24 @@ class ApiHandler(LoopbackHandler):
             source_ip=self.client_address[0],
             match=match,
             claims=claims,
+            now=self._access.now,
+            request_id=self._access.request_id,
         )
         function = match.route.function
+        invoked = time.monotonic()
         try:
             status, headers, payload = http_response(self.server.functions[function](event))
+            self._access.integration_status = 200
         except Exception as exc:
             # The environment has logged the function's own traceback.
             log.error("api: %s failed on %s %s: %s", function, self.command, self.path, exc)
             status, headers = 500, [("content-type", "application/json")]
             payload = json.dumps({"message": "Internal Server Error"}).encode()
+            self._access.error = "Internal Server Error"
+        self._access.integration_ms = round((time.monotonic() - invoked) * 1000)
         if self.server.cors is not None:
             # With CORS configured, API Gateway ignores the integration's CORS headers.
             headers = [(n, v) for n, v in headers if not n.lower().startswith("access-control-")]
-        headers.append(("apigw-requestid", event["requestContext"]["requestId"]))
         self._send(status, headers, payload)
         elapsed = (time.monotonic() - started) * 1000
         log.info("api: %s %s -> %s (%.0f ms)", self.command, self.path, status, elapsed)
@@ -486,10 +559,50 @@ class ApiHandler(LoopbackHandler):
     def _send(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
         if self.server.cors is not None and (origin := self.headers.get("Origin")):
             headers = [*headers, *self.server.cors.response_headers(origin)]
+        headers = [*headers, ("apigw-requestid", self._access.request_id)]
+        self._access.status, self._access.length = status, len(payload)
         self.send_plain(status, headers, payload, head=self.command == "HEAD")
 
     def _json(
         self, status: int, body: dict[str, Any], extra: Sequence[tuple[str, str]] = ()
     ) -> None:
+        """An answer the gateway makes itself; its message is the access log's error."""
+        self._access.error = str(body.get("message", "")) or None
         payload = json.dumps(body).encode()
         self._send(status, [("content-type", "application/json"), *extra], payload)
+
+    def _log_access(self) -> None:
+        access_log = self.server.access_log
+        if access_log is None:
+            return
+        a = self._access
+        context: dict[str, str] = {
+            "requestId": a.request_id,
+            "extendedRequestId": a.request_id,
+            "apiId": API_ID,
+            "stage": "$default",
+            "accountId": ACCOUNT_ID,
+            "domainName": self.headers.get("Host", ""),
+            "routeKey": a.route_key or "-",
+            "httpMethod": self.command,
+            "path": urlsplit(self.path).path or "/",
+            "protocol": self.request_version,
+            "requestTime": request_time(a.now),
+            "requestTimeEpoch": str(int(a.now.timestamp() * 1000)),
+            "identity.sourceIp": self.client_address[0],
+            "identity.userAgent": self.headers.get("User-Agent", ""),
+            "responseLatency": str(round((time.monotonic() - a.started) * 1000)),
+        }
+        if a.status is not None:
+            context["status"] = str(a.status)
+            context["responseLength"] = str(a.length or 0)
+        if a.error is not None:
+            context["error.message"] = a.error
+            context["error.messageString"] = json.dumps(a.error)
+        if a.integration_ms is not None:
+            context["integrationLatency"] = context["integration.latency"] = str(a.integration_ms)
+        if a.integration_status is not None:
+            context["integrationStatus"] = context["integration.status"] = str(a.integration_status)
+        for name, value in a.claims.items():
+            context[f"authorizer.claims.{name}"] = str(value)
+        access_log.record(context)

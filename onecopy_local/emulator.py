@@ -16,6 +16,9 @@ Every client (the handlers, the worker loop, the CLI, tests) talks to the proxy.
   resources AWS would authorize, and a denial is answered as the service answers it. S3's rule
   that a missing key is 403, not 404, without s3:ListBucket is applied too. Unsigned requests
   reach only moto's control plane (/moto-api/), CORS preflights and Cognito's public operations.
+  A resource encrypted with a customer-managed KMS key asks the caller for kms:Decrypt or
+  kms:GenerateDataKey on it, as S3, DynamoDB and SQS do (which key: onecopy_local.kms.MotoKeys,
+  from moto's own record of each resource's encryption settings).
 
 GetObject If-Match and PutObject If-None-Match are passed through: moto honours both.
 """
@@ -43,7 +46,7 @@ from xml.sax.saxutils import escape
 
 from moto.server import ThreadedMotoServer
 
-from onecopy_local import iam, sigv4
+from onecopy_local import iam, kms, sigv4
 from onecopy_local._http import (
     HOP_BY_HOP,
     LOGGER,
@@ -240,7 +243,7 @@ class StrictProxyHandler(LoopbackHandler):
 
             hide_missing: str | None = None  # a bucket ARN: its 404s answer 403 to this caller
             if self.server.enforce_iam and self.command != "OPTIONS":
-                needs_body = service in ("dynamodb", "sqs", "secretsmanager") or (
+                needs_body = service in ("dynamodb", "sqs", "secretsmanager", "monitoring") or (
                     self.command == "POST" and "delete" in dict(query)
                 )
                 request = iam.Request(
@@ -321,6 +324,7 @@ class StrictProxyHandler(LoopbackHandler):
                 region=self.server.region,
                 account_id=principal.account_id,
                 secret_arn=self._secret_arn,
+                keys=kms.MotoKeys(account_id=principal.account_id, region=self.server.region),
             )
         except iam.Unmapped as exc:
             log.info("iam: denied %s an unmapped request (%s): %s", principal.name, exc, self.path)
@@ -371,8 +375,13 @@ class StrictProxyHandler(LoopbackHandler):
             self._json_error(400, "com.amazon.coral.service#AccessDeniedException", denial.message)
         elif service == "secretsmanager":
             self._json_error(400, "AccessDeniedException", denial.message, json_version="1.1")
+        elif service == "sqs" and denial.action.startswith("kms:"):
+            # SQS calls KMS as the caller, and passes KMS's refusal on under its own code.
+            self._sqs_error(400, "KMS.AccessDeniedException", denial.message)
         elif service == "sqs":
             self._sqs_error(403, "AccessDenied", denial.message)
+        elif service == "monitoring":
+            self._cloudwatch_error(403, "AccessDenied", denial.message)
         else:
             self._s3_error(403, "AccessDenied", denial.message)
 
@@ -385,6 +394,8 @@ class StrictProxyHandler(LoopbackHandler):
             self._json_error(400, "UnrecognizedClientException", message)
         elif service == "sqs":
             self._sqs_error(403, "InvalidClientTokenId", message)
+        elif service == "monitoring":
+            self._cloudwatch_error(403, "InvalidClientTokenId", message)
         else:
             self._s3_error(
                 403,
@@ -393,7 +404,10 @@ class StrictProxyHandler(LoopbackHandler):
             )
 
     def _anonymous(self, request: iam.Request) -> None:
-        if request.header("x-amz-target"):
+        if request.header("smithy-protocol"):
+            message = "Missing Authentication Token"
+            self._cloudwatch_error(403, "MissingAuthenticationToken", message)
+        elif request.header("x-amz-target"):
             self._json_error(
                 400, "MissingAuthenticationTokenException", "Missing Authentication Token"
             )
@@ -420,6 +434,36 @@ class StrictProxyHandler(LoopbackHandler):
                 ("x-amzn-RequestId", request_id),
                 # botocore takes the error code of a query-compatible service from this header.
                 ("x-amzn-query-error", f"{code};Sender"),
+            ]
+        else:
+            body = (
+                "<ErrorResponse><Error><Type>Sender</Type>"
+                f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
+                f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+            ).encode()
+            headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
+        self.send_plain(status, headers, body)
+
+    def _cloudwatch_error(self, status: int, code: str, message: str) -> None:
+        """CloudWatch's error in the protocol the request used: rpc-v2-cbor (a CBOR body),
+        JSON (what botocore 1.43 speaks to CloudWatch), or the query protocol's XML. Like SQS,
+        CloudWatch is query-compatible: x-amzn-query-error carries the code botocore reports."""
+        request_id = str(uuid.uuid4())
+        query_error = ("x-amzn-query-error", f"{code};Sender")
+        if self.headers.get("smithy-protocol") == "rpc-v2-cbor":
+            body = _cbor_text_map({"__type": code, "message": message})
+            headers = [
+                ("Content-Type", "application/cbor"),
+                ("smithy-protocol", "rpc-v2-cbor"),
+                ("x-amzn-RequestId", request_id),
+                query_error,
+            ]
+        elif self.headers.get("X-Amz-Target"):
+            body = json.dumps({"__type": code, "message": message}).encode()
+            headers = [
+                ("Content-Type", "application/x-amz-json-1.0"),
+                ("x-amzn-RequestId", request_id),
+                query_error,
             ]
         else:
             body = (
@@ -549,6 +593,24 @@ class StrictProxyHandler(LoopbackHandler):
 
 
 _PRECONDITION = "At least one of the pre-conditions you specified did not hold"
+
+
+def _cbor_text_map(fields: dict[str, str]) -> bytes:
+    """A CBOR map of text strings (RFC 8949 major types 5 and 3): all an error body needs."""
+
+    def head(major: int, length: int) -> bytes:
+        if length < 24:
+            return bytes([major << 5 | length])
+        for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+            if length < 1 << (8 * size):
+                return bytes([major << 5 | extra]) + length.to_bytes(size, "big")
+        raise ValueError("too long for CBOR")
+
+    encoded = bytearray(head(5, len(fields)))
+    for name, value in fields.items():
+        for text in (name.encode(), value.encode()):
+            encoded += head(3, len(text)) + text
+    return bytes(encoded)
 
 
 def _checksum_problem(headers: dict[str, list[str]], digest: bytes) -> tuple[int, str, str] | None:

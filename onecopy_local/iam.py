@@ -12,8 +12,14 @@ an Allow, else the implicit deny. Whatever cannot be mapped or evaluated is refu
 an unknown request, a policy entry that cannot be translated (a SAM policy template, a managed
 policy by name), a statement with a Condition (never grants; a conditional Deny always applies).
 
+Resources encrypted with a customer-managed KMS key (the template's KmsKeyArn) add what AWS asks
+of the caller on that key: S3, DynamoDB and SQS call KMS as the principal that made the request,
+so its policy must allow kms:Decrypt / kms:GenerateDataKey on the key (``EncryptionKeys`` tells
+which key encrypts what, from each resource's own configuration; the rules are tables below).
+
 Not modelled: resource-based policies. The template's only bucket policy denies requests made
 without TLS, and local traffic is plain HTTP on loopback, so evaluating it would deny everything.
+A key policy is taken to let the account's IAM policies decide (what KmsKeyArn's must do).
 Permission boundaries, SCPs and session policies do not exist here either.
 """
 
@@ -27,7 +33,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from onecopy_local._http import LOGGER
@@ -53,6 +59,21 @@ SQS_QUEUE_EXECUTION = {
         "logs:CreateLogGroup",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
+    ],
+    "Resource": "*",
+}
+
+
+# SAM attaches it whenever a function's Tracing is set, even to an intrinsic that may resolve to
+# PassThrough (samtranslator: any Tracing value). Lambda uses it to send the function's segments.
+XRAY_WRITE_ONLY = {
+    "Effect": "Allow",
+    "Action": [
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+        "xray:GetSamplingStatisticSummaries",
     ],
     "Resource": "*",
 }
@@ -216,6 +237,11 @@ def function_policy(
         raw_statements.append(BASIC_EXECUTION)
         if any(event.get("Type") == "SQS" for event in events.values()):
             raw_statements.append(SQS_QUEUE_EXECUTION)
+        tracing = props.get(
+            "Tracing", template.get("Globals", {}).get("Function", {}).get("Tracing")
+        )
+        if tracing:
+            raw_statements.append(XRAY_WRITE_ONLY)
     policies = props.get("Policies") or []
     if not isinstance(policies, list):
         policies = [policies]
@@ -228,7 +254,9 @@ def function_policy(
             )
         statements = entry["Statement"]
         raw_statements += statements if isinstance(statements, list) else [statements]
-    return Policy(tuple(Statement.parse(resolve(s, resources)) for s in raw_statements))
+    resolved = (resolve(s, resources) for s in raw_statements)
+    # A statement under !If whose condition is false resolves to AWS::NoValue: no statement.
+    return Policy(tuple(Statement.parse(s) for s in resolved if s is not None))
 
 
 @dataclass(frozen=True)
@@ -324,11 +352,32 @@ def service_of(request: Request) -> str | None:
         return "sqs"
     if target.startswith("secretsmanager."):
         return "secretsmanager"
+    if target.startswith(_CLOUDWATCH_TARGET) or request.header("smithy-protocol"):
+        return "monitoring"
     return "s3" if auth.startswith("AWS ") or "AWSAccessKeyId" in dict(request.query) else None
 
 
 Requirement = tuple[str, str]  # (action, resource ARN)
 SecretLookup = Callable[[str], str | None]
+
+
+class EncryptionKeys(Protocol):
+    """Which customer-managed KMS key (its ARN) encrypts a resource, as the resource's own
+    configuration says; None when it is not encrypted with one (AWS-owned and AWS-managed keys
+    need no grant of the caller)."""
+
+    def bucket_default(self, bucket: str) -> str | None:
+        """The key the bucket's default encryption gives new objects."""
+
+    def object(self, bucket: str, key: str) -> str | None:
+        """The key an existing object is encrypted with (None also when it does not exist)."""
+
+    def multipart_upload(self, bucket: str, key: str, upload_id: str) -> str | None:
+        """The key a multipart upload in progress encrypts its parts with."""
+
+    def table(self, table_arn: str) -> str | None: ...
+
+    def queue(self, queue_arn: str) -> str | None: ...
 
 
 def required(
@@ -337,22 +386,47 @@ def required(
     region: str,
     account_id: str = ACCOUNT_ID,
     secret_arn: SecretLookup | None = None,
+    keys: EncryptionKeys | None = None,
 ) -> list[Requirement]:
-    """The (action, resource) pairs AWS authorizes this request against; raises Unmapped."""
+    """The (action, resource) pairs AWS authorizes this request against; raises Unmapped.
+
+    With ``keys``, also what the request needs on the KMS key of a resource encrypted with a
+    customer-managed key (after the service's own actions).
+    """
     service = service_of(request)
     if service == "s3":
-        return _s3(request)
+        needed = _s3(request)
+        if keys is not None:
+            needed += _s3_kms(request, keys, region, account_id)
+        return needed
     if service == "dynamodb":
-        return _dynamodb(request, region, account_id)
+        needed = _dynamodb(request, region, account_id)
+        return needed + _dynamodb_kms(needed, keys) if keys is not None else needed
     if service == "sqs":
-        return _sqs(request, region, account_id)
+        needed = _sqs(request, region, account_id)
+        return needed + _sqs_kms(needed, keys) if keys is not None else needed
     if service == "secretsmanager":
         return _secretsmanager(request, region, account_id, secret_arn)
+    if service == "monitoring":
+        return _cloudwatch(request)
     raise Unmapped(f"requests for service {service!r} are not mapped")
+
+
+def key_arn(key_id: str, *, region: str, account_id: str) -> str | None:
+    """The ARN IAM sees for a key named by ARN or id; None for an AWS-managed key's alias
+    (alias/aws/...: its key policy lets every principal of the account use it through the
+    service, so no grant is asked of the caller)."""
+    if key_id.startswith("alias/aws/") or ":alias/aws/" in key_id:
+        return None
+    if key_id.startswith("arn:"):
+        return key_id
+    kind = "" if key_id.startswith("alias/") else "key/"
+    return f"arn:aws:kms:{region}:{account_id}:{kind}{key_id}"
 
 
 # S3 ----------------------------------------------------------------------------------------------
 
+_OBJECT_SUBRESOURCE_NAMES = ("tagging", "attributes", "acl", "retention", "legal-hold", "torrent")
 _OBJECT_SUBRESOURCES = {
     ("GET", "tagging"): "s3:GetObjectTagging",
     ("PUT", "tagging"): "s3:PutObjectTagging",
@@ -481,6 +555,85 @@ def _s3_bucket(request: Request, method: str, bucket: str, params: set[str]) -> 
     raise Unmapped(f"S3 {request.method} bucket with {sorted(params)}")
 
 
+# What S3 asks of the caller on the KMS key, by operation: which key (the object read, the copy's
+# source, the one a new object gets, the multipart upload's) and the action. As S3's API reference
+# says for general purpose buckets: a new object or upload needs a data key; reading an object, or
+# adding a part to an upload (S3 decrypts the upload's data key), needs Decrypt; so does a HEAD
+# that asks for the object's checksum. CompleteMultipartUpload needs Decrypt on AWS only when the
+# parts carry checksums: asked here always. A plain HEAD, deletes, listings, tagging and aborts
+# need nothing of the key.
+_S3_KMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "GetObject": (("object", "kms:Decrypt"),),
+    "HeadObject+ChecksumMode": (("object", "kms:Decrypt"),),
+    "PutObject": (("new", "kms:GenerateDataKey"),),
+    "CopyObject": (("source", "kms:Decrypt"), ("new", "kms:GenerateDataKey")),
+    "CreateMultipartUpload": (("new", "kms:GenerateDataKey"),),
+    "UploadPart": (("upload", "kms:Decrypt"),),
+    "UploadPartCopy": (("source", "kms:Decrypt"), ("upload", "kms:Decrypt")),
+    "CompleteMultipartUpload": (("upload", "kms:Decrypt"),),
+}
+
+
+def s3_operation(request: Request) -> str | None:
+    """The S3 object operation a request is, for those _S3_KMS names; None for the others."""
+    bucket, key = s3_location(urlsplit(request.path).path)
+    params = {name for name, _ in request.query}
+    if not bucket or not key or params & set(_OBJECT_SUBRESOURCE_NAMES):
+        return None
+    copying = copy_source(request) is not None
+    if request.method == "GET":
+        return None if "uploadId" in params else "GetObject"
+    if request.method == "HEAD":
+        checksum = (request.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
+        return "HeadObject+ChecksumMode" if checksum else None
+    if request.method == "PUT" and "uploadId" in params:
+        return "UploadPartCopy" if copying else "UploadPart"
+    if request.method == "PUT":
+        return "CopyObject" if copying else "PutObject"
+    if request.method == "POST" and "uploads" in params:
+        return "CreateMultipartUpload"
+    if request.method == "POST" and "uploadId" in params:
+        return "CompleteMultipartUpload"
+    return None
+
+
+def _s3_kms(
+    request: Request, keys: EncryptionKeys, region: str, account_id: str
+) -> list[Requirement]:
+    operation = s3_operation(request)
+    if operation is None:
+        return []
+    bucket, key = s3_location(urlsplit(request.path).path)
+    params = dict(request.query)
+
+    def new_object() -> str | None:
+        # The request's own SSE headers, else the bucket's default encryption.
+        algorithm = request.header("x-amz-server-side-encryption")
+        if algorithm is None:
+            return keys.bucket_default(bucket)
+        named = request.header("x-amz-server-side-encryption-aws-kms-key-id")
+        if not algorithm.startswith("aws:kms") or named is None:
+            return None  # AES256, or the AWS-managed aws/s3 key
+        return key_arn(named, region=region, account_id=account_id)
+
+    def which(kind: str) -> str | None:
+        if kind == "object":
+            return keys.object(bucket, key)
+        if kind == "source":
+            source = copy_source(request)
+            return keys.object(*source) if source is not None else None
+        if kind == "upload":
+            return keys.multipart_upload(bucket, key, params.get("uploadId", ""))
+        return new_object()
+
+    needed: list[Requirement] = []
+    for kind, action in _S3_KMS[operation]:
+        arn = which(kind)
+        if arn is not None and (action, arn) not in needed:
+            needed.append((action, arn))
+    return needed
+
+
 # DynamoDB ----------------------------------------------------------------------------------------
 
 _TRANSACT_WRITE = {
@@ -543,6 +696,33 @@ def _dynamodb(request: Request, region: str, account_id: str) -> list[Requiremen
     raise Unmapped(f"DynamoDB {op}")
 
 
+# DynamoDB decrypts a KMS-encrypted table's key as the caller on every data-plane request.
+_DYNAMODB_DATA_ACTIONS = frozenset(
+    f"dynamodb:{op}"
+    for op in (
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "ConditionCheckItem",
+        "Query",
+        "Scan",
+        "BatchGetItem",
+        "BatchWriteItem",
+    )
+)
+
+
+def _dynamodb_kms(needed: Sequence[Requirement], keys: EncryptionKeys) -> list[Requirement]:
+    extra: list[Requirement] = []
+    for action, resource in needed:
+        if action in _DYNAMODB_DATA_ACTIONS:
+            arn = keys.table(resource.split("/index/", 1)[0])
+            if arn is not None and ("kms:Decrypt", arn) not in extra:
+                extra.append(("kms:Decrypt", arn))
+    return extra
+
+
 # SQS ---------------------------------------------------------------------------------------------
 
 # Batch operations are authorized as the single-message action.
@@ -584,6 +764,23 @@ def _sqs(request: Request, region: str, account_id: str) -> list[Requirement]:
     return [(action, f"arn:aws:sqs:{region}:{owner}:{name}")]
 
 
+# A producer of a KMS-encrypted queue needs a data key (and to decrypt a cached one); a consumer
+# decrypts. The other operations touch no message.
+_SQS_KMS: dict[str, tuple[str, ...]] = {
+    "sqs:SendMessage": ("kms:GenerateDataKey", "kms:Decrypt"),
+    "sqs:ReceiveMessage": ("kms:Decrypt",),
+}
+
+
+def _sqs_kms(needed: Sequence[Requirement], keys: EncryptionKeys) -> list[Requirement]:
+    extra: list[Requirement] = []
+    for action, resource in needed:
+        arn = keys.queue(resource) if action in _SQS_KMS else None
+        if arn is not None:
+            extra += [(kms, arn) for kms in _SQS_KMS[action] if (kms, arn) not in extra]
+    return extra
+
+
 # Secrets Manager ---------------------------------------------------------------------------------
 
 
@@ -606,6 +803,37 @@ def _secretsmanager(
             else f"arn:aws:secretsmanager:{region}:{account_id}:secret:{secret_id}"
         )
     return [(f"secretsmanager:{op}", arn)]
+
+
+# CloudWatch --------------------------------------------------------------------------------------
+
+_CLOUDWATCH_TARGET = "GraniteServiceVersion20100801."
+# rpc-v2-cbor, what botocore speaks now: the operation is in the path.
+_CLOUDWATCH_RPC_PATH = re.compile(r"/service/GraniteServiceVersion20100801/operation/(\w+)")
+# The metric reads and writes: none of them has resource-level permissions, "*" is the resource.
+_CLOUDWATCH_ANY_RESOURCE = frozenset(
+    {"GetMetricData", "GetMetricStatistics", "ListMetrics", "PutMetricData"}
+)
+
+
+def cloudwatch_operation(request: Request) -> str:
+    """The operation of a CloudWatch request in any of its protocols: rpc-v2-cbor (the path),
+    JSON (X-Amz-Target) or query (Action= in the form body or the query string)."""
+    if match := _CLOUDWATCH_RPC_PATH.fullmatch(urlsplit(request.path).path):
+        return match[1]
+    if request.header("x-amz-target") is not None:
+        return _operation(request, _CLOUDWATCH_TARGET)
+    form = dict(request.query)
+    if "form-urlencoded" in (request.header("content-type") or ""):
+        form.update(parse_qsl(request.body.decode(errors="replace"), keep_blank_values=True))
+    return form.get("Action", "")
+
+
+def _cloudwatch(request: Request) -> list[Requirement]:
+    op = cloudwatch_operation(request)
+    if op not in _CLOUDWATCH_ANY_RESOURCE:
+        raise Unmapped(f"CloudWatch {op or 'request without an operation'}")
+    return [(f"cloudwatch:{op}", "*")]
 
 
 # --- decisions -----------------------------------------------------------------------------------

@@ -76,6 +76,8 @@ class Resources:
     user_pool_id: str
     user_pool_client_id: str
     account_id: str = ACCOUNT_ID
+    # The template's KmsKeyArn parameter: a key in the emulator, or "" (AWS's own keys).
+    kms_key_arn: str = ""
 
     @property
     def issuer(self) -> str:
@@ -95,6 +97,7 @@ class Resources:
             "IngestQueue": self.queue_url,
             "IngestDeadLetterQueue": self.dlq_url,
             "PageTokenSecret": self.page_token_secret_arn,
+            "KmsKeyArn": self.kms_key_arn,
             "AWS::Region": self.region,
             "AWS::AccountId": self.account_id,
             "AWS::Partition": "aws",
@@ -152,6 +155,10 @@ def parameters(overrides: Mapping[str, str] | None = None) -> dict[str, str | li
     return values
 
 
+# What `!Ref AWS::NoValue` resolves to: the property (or list item) holding it is dropped.
+_NO_VALUE = object()
+
+
 def resolve(value: Any, resources: Resources, overrides: Mapping[str, str] | None = None) -> Any:
     """``value`` with its intrinsic functions (Ref, Sub, GetAtt .Arn, Join, Select, Split)
     evaluated to the local stack's names and ARNs."""
@@ -205,11 +212,13 @@ def resolve(value: Any, resources: Resources, overrides: Mapping[str, str] | Non
 
     def walk(node: Any) -> Any:
         if isinstance(node, list):
-            return [walk(item) for item in node]
+            return [v for v in (walk(item) for item in node) if v is not _NO_VALUE]
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
             ((name, arg),) = node.items()
+            if name == "Ref" and arg == "AWS::NoValue":
+                return _NO_VALUE
             if name == "Ref":
                 return ref(arg)
             if name == "Fn::GetAtt":
@@ -229,9 +238,12 @@ def resolve(value: Any, resources: Resources, overrides: Mapping[str, str] | Non
                 return walk(if_true if holds(condition) else if_false)
             if name.startswith("Fn::"):
                 raise TemplateError(f"{name} is not resolved locally: {node!r}")
-        return {key: walk(item) for key, item in node.items()}
+        walked = {key: walk(item) for key, item in node.items()}
+        return {key: item for key, item in walked.items() if item is not _NO_VALUE}
 
     resolved = walk(value)
+    if resolved is _NO_VALUE:
+        return None
     if isinstance(resolved, str) and "{{resolve:" in resolved:
         raise TemplateError(f"dynamic references are not resolved locally: {resolved}")
     return resolved
@@ -287,8 +299,13 @@ def create_resources(
     endpoint_url: str | None = None,
     prefix: str = "onecopy",
     visibility_timeout: int | None = None,
+    kms_key_arn: str = "",
 ) -> Resources:
-    """Create the bucket, queues, tables and notification of template.yaml; return their names."""
+    """Create the bucket, queues, tables and notification of template.yaml; return their names.
+
+    With ``kms_key_arn`` (a key in the emulator: the template's KmsKeyArn parameter), the bucket,
+    tables and queues are encrypted with it, as the template's UseKms branches say.
+    """
     session = session or boto3.Session()
     kw: dict[str, Any] = {"endpoint_url": endpoint_url} if endpoint_url else {}
     s3 = session.client("s3", **kw)
@@ -304,12 +321,24 @@ def create_resources(
         ("HoldingsTable", f"{prefix}-holdings"),
     ):
         props = resource(logical_id)
-        ddb.create_table(TableName=name, **{k: props[k] for k in _TABLE_KEYS if k in props})
+        extra: dict[str, Any] = {}
+        if kms_key_arn:
+            extra["SSESpecification"] = {
+                "Enabled": True,
+                "SSEType": "KMS",
+                "KMSMasterKeyId": kms_key_arn,
+            }
+        ddb.create_table(
+            TableName=name, **{k: props[k] for k in _TABLE_KEYS if k in props}, **extra
+        )
         if ttl := props.get("TimeToLiveSpecification"):
             ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
         tables[logical_id] = name
 
-    dlq_url = sqs.create_queue(QueueName=f"{prefix}-ingest-dlq")["QueueUrl"]
+    queue_key: dict[str, Any] = {"KmsMasterKeyId": kms_key_arn} if kms_key_arn else {}
+    dlq_url = sqs.create_queue(QueueName=f"{prefix}-ingest-dlq", Attributes=queue_key)[  # type: ignore[arg-type]
+        "QueueUrl"
+    ]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
@@ -321,7 +350,11 @@ def create_resources(
     visibility = visibility_timeout or queue_props["VisibilityTimeout"]
     queue_url = sqs.create_queue(
         QueueName=f"{prefix}-ingest",
-        Attributes={"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)},
+        Attributes={
+            "VisibilityTimeout": str(visibility),
+            "RedrivePolicy": json.dumps(redrive),
+            **queue_key,  # type: ignore[dict-item]
+        },
     )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
@@ -343,15 +376,20 @@ def create_resources(
         Bucket=bucket,
         PublicAccessBlockConfiguration=bucket_props["PublicAccessBlockConfiguration"],
     )
-    s3.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
-                for rule in bucket_props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-            ]
-        },
-    )
+    # The template's rule, its UseKms branch taken as the parameter says.
+    (rule,) = bucket_props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    _, with_key, without_key = rule["ServerSideEncryptionByDefault"]["Fn::If"]
+    encryption: dict[str, Any] = {
+        "ApplyServerSideEncryptionByDefault": (
+            {"SSEAlgorithm": with_key["SSEAlgorithm"], "KMSMasterKeyID": kms_key_arn}
+            if kms_key_arn
+            else dict(without_key)
+        )
+    }
+    if kms_key_arn:
+        encryption["BucketKeyEnabled"] = True
+    rules: Any = {"Rules": [encryption]}
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=rules)
     cors_rules = []
     for rule in bucket_props["CorsConfiguration"]["CorsRules"]:
         cors_rules.append(
@@ -397,6 +435,7 @@ def create_resources(
         queue_arn=queue_arn,
         dlq_arn=dlq_arn,
         page_token_secret_arn=secret_arn,
+        kms_key_arn=kms_key_arn,
     )
 
 

@@ -14,22 +14,41 @@ the --duplicate-deliveries test device. It changes nothing in this process's env
 
 The API gateway applies the HttpApi's settings from the template: its JWT authorizer, checking
 tokens of the local user pool (moto's Cognito, which signs them as Cognito does), its CORS
-configuration and its throttling (DefaultRouteSettings; `throttle_rate`/`throttle_burst` override
-the parameters as `--parameter-overrides` would).
+configuration, its throttling (DefaultRouteSettings; `throttle_rate`/`throttle_burst` override
+the parameters as `--parameter-overrides` would) and its access log (AccessLogSettings.Format),
+one line per request to `access_log` (a file) or else this stack's log.
+
+As on AWS, SQS's metrics (age of the oldest message, messages visible and in flight) reach
+CloudWatch on their own: a publisher thread (onecopy_local.metrics) puts them into the emulator
+every `metrics_interval` seconds. With `kms`, the stack creates a customer-managed KMS key and
+passes it as the template's KmsKeyArn: the bucket, tables and queues are encrypted with it, the
+functions' policies get their EncryptionKey statements, and the emulator asks each caller for the
+key permissions AWS asks.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from onecopy_local.apigateway import ApiServer, Cors, Route, TokenBucket, template_routes
+from onecopy_local._http import LOGGER
+from onecopy_local.apigateway import (
+    AccessLog,
+    ApiServer,
+    Cors,
+    Route,
+    TokenBucket,
+    template_routes,
+)
 from onecopy_local.authorizer import (
     JwtAuthorizer,
     JwtConfiguration,
@@ -38,8 +57,10 @@ from onecopy_local.authorizer import (
 )
 from onecopy_local.emulator import Emulator
 from onecopy_local.iam import Principal, admin_principal, function_principals
+from onecopy_local.kms import create_key
 from onecopy_local.lambda_api import InvokeContext, LambdaInvokeServer
 from onecopy_local.lambda_runtime import FunctionConfig, FunctionPool, lambda_environ
+from onecopy_local.metrics import DEFAULT_INTERVAL, QueueMetricsPublisher
 from onecopy_local.resources import (
     ROOT,
     Resources,
@@ -66,6 +87,9 @@ REGION = "us-east-1"
 DEFAULT_PASSWORD = "Onecopy-local-1"  # noqa: S105
 # The users `make run` creates, and the groups each belongs to.
 LOCAL_USERS: dict[str, tuple[str, ...]] = {"alice": (), "bob": (), "admin": ("admins",)}
+DEFAULT_METRICS_INTERVAL = DEFAULT_INTERVAL
+# Where the access log goes without a file: the stack's log, a logger of its own.
+ACCESS_LOGGER = f"{LOGGER}.access"
 
 
 def function_config(
@@ -114,11 +138,16 @@ class LocalStack:
         max_pending_uploads: int | None = None,
         collection_grace_seconds: int | None = None,
         collector_schedule: str | None = None,
+        kms: bool = False,
+        metrics_interval: float = DEFAULT_METRICS_INTERVAL,
+        access_log: Path | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError("workers must not be negative")
         if visibility_timeout < 0:
             raise ValueError("visibility_timeout must not be negative")
+        if metrics_interval < 0:
+            raise ValueError("metrics_interval must not be negative (0: no metrics)")
         self.port = port
         self.emulator_port = emulator_port
         self.workers = workers
@@ -128,6 +157,9 @@ class LocalStack:
         self.duplicate_deliveries = duplicate_deliveries
         self.enforce_iam = enforce_iam
         self.password = password
+        self.kms = kms
+        self.metrics_interval = metrics_interval
+        self.access_log_path = access_log
         self.parameter_overrides = {
             name: str(value)
             for name, value in (
@@ -148,6 +180,8 @@ class LocalStack:
         self._lambda: LambdaInvokeServer | None = None
         self._pollers: EventSourceMapping | None = None
         self._scheduler: Scheduler | None = None
+        self._metrics: QueueMetricsPublisher | None = None
+        self._access_file: IO[str] | None = None
 
     # --- what clients need ---------------------------------------------------------------------
 
@@ -219,12 +253,21 @@ class LocalStack:
             self._emulator = Emulator(
                 self.emulator_port, region=REGION, enforce_iam=self.enforce_iam
             ).start()
+            # The template's KmsKeyArn parameter: a key the operator made, or "" (AWS's keys).
+            kms_key_arn = (
+                create_key(self.session().client("kms", endpoint_url=self.endpoint_url))
+                if self.kms
+                else ""
+            )
             self._resources = create_resources(
                 self.session(),
                 endpoint_url=self.endpoint_url,
                 prefix=self.prefix,
                 visibility_timeout=self.visibility_timeout,
+                kms_key_arn=kms_key_arn,
             )
+            if self.metrics_interval:
+                self._metrics = self._queue_metrics().start()
             self._seed_users()
             self._principals = function_principals(template(), self.resources)
             # Registered even without enforcement: presigned URLs are verified with the key.
@@ -251,7 +294,8 @@ class LocalStack:
 
     def close(self) -> None:
         """Stop the pollers (each finishes its batch), the API and the Lambda endpoint (each
-        finishes its requests), then the functions' environments, then the emulator."""
+        finishes its requests), then the functions' environments, the metrics publisher, and
+        the emulator."""
         if self._scheduler is not None:
             self._scheduler.close()
             self._scheduler = None
@@ -267,6 +311,12 @@ class LocalStack:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+        if self._access_file is not None:
+            self._access_file.close()
+            self._access_file = None
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
         if self._emulator is not None:
             self._emulator.close()
             self._emulator = None
@@ -291,6 +341,8 @@ class LocalStack:
             self.resources,
             self.parameter_overrides,
         )
+        # Only the Format: the destination is a log group, here a file or the stack's log.
+        log_format = (api.get("AccessLogSettings") or {}).get("Format")
         authorizers = {}
         for name, spec in (settings.get("Auth") or {}).get("Authorizers", {}).items():
             if spec.get("IdentitySource", "$request.header.Authorization") != (
@@ -318,6 +370,38 @@ class LocalStack:
             if throttling
             else None,
             cors=Cors.from_template(cors) if cors else None,
+            access_log=AccessLog(
+                str(resolve(log_format, self.resources, self.parameter_overrides)),
+                self._access_log_writer(),
+            )
+            if log_format
+            else None,
+        )
+
+    def _access_log_writer(self) -> Callable[[str], None]:
+        """Where access-log lines go: appended to ``access_log_path``, or the stack's log."""
+        if self.access_log_path is None:
+            logger = logging.getLogger(ACCESS_LOGGER)
+            return lambda line: logger.info("%s", line)
+        # Line-buffered: each request's line is in the file once the request is answered.
+        file = self._access_file = self.access_log_path.open("a", buffering=1, encoding="utf-8")
+        lock = threading.Lock()
+
+        def write(line: str) -> None:
+            with lock:
+                file.write(line + "\n")
+
+        return write
+
+    def _queue_metrics(self) -> QueueMetricsPublisher:
+        """SQS's own metrics publishing, for the ingest queue and its dead-letter queue."""
+        cloudwatch = self.session().client("cloudwatch", endpoint_url=self.endpoint_url)
+        return QueueMetricsPublisher(
+            cloudwatch,
+            [url.rsplit("/", 1)[-1] for url in (self.resources.queue_url, self.resources.dlq_url)],
+            account_id=self.resources.account_id,
+            region=REGION,
+            interval=self.metrics_interval,
         )
 
     def _seed_users(self) -> None:

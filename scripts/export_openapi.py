@@ -25,6 +25,10 @@ PLACEHOLDER_ENV = {
     # Only the ARN: generating the document never reads the secret.
     "PAGE_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:page-token",
     "MAX_PENDING_UPLOADS": "100",
+    "INGEST_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/onecopy-ingest",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/onecopy-ingest-dlq",
+    "COLLECTION_GRACE_SECONDS": "86400",
+    "OLDEST_MESSAGE_ALARM_SECONDS": "900",
     "AUTH_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_example",
     "AUTH_USER_POOL_ID": "us-east-1_example",
     "AUTH_CLIENT_ID": "exampleclientid",

@@ -93,6 +93,8 @@ def read_state(resources: Any, s3_client: Any, ddb_client: Any) -> State:
     stats: dict[int, dict[str, int]] = {}
     for item in _scan(ddb_client, resources.stats_table):
         shard = int(item.pop("shard"))
+        if shard < 0:
+            continue  # the operations record (when reconciliation and collection last ran)
         stats[shard] = {k: int(v) for k, v in item.items()}
     return State(
         uploads={i["upload_id"]: i for i in _scan(ddb_client, resources.uploads_table)},

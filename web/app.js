@@ -1,5 +1,5 @@
 // The page: signs in, picks files, shows one row per file, lists (and deletes) the caller's files,
-// and for admins the statistics and the stored contents.
+// and for admins the statistics, the service's health and the stored contents.
 import { Api, Cognito, SignedOut, Uploader } from "./upload.js";
 import {
   Phase,
@@ -9,6 +9,7 @@ import {
   describe,
   fileRow,
   formatBytes,
+  healthView,
   isAdmin,
   isFinal,
   listFilter,
@@ -206,6 +207,7 @@ function enter({ focus = false } = {}) {
   loadFiles();
   if (isAdmin(session)) {
     refreshStats();
+    refreshHealth();
     loadHashes();
   }
 }
@@ -225,6 +227,7 @@ function signOut(message = "") {
   hashesAfter = null;
   hashesPages = 0;
   for (const selector of Object.values(STATS)) $(selector).textContent = "–";
+  forgetHealth();
   showSignIn(message);
   if (wasSignedIn) $("#username").focus();
 }
@@ -595,6 +598,87 @@ async function refreshStats() {
     problem.hidden = false;
   }
 }
+
+// The health view: what needs attention first, then the queues and the background jobs.
+const HEALTH = {
+  waiting: "#health-waiting",
+  inFlight: "#health-in-flight",
+  oldest: "#health-oldest",
+  deadLetters: "#health-dead-letters",
+  reconciliation: "#health-reconciliation",
+  backlog: "#health-backlog",
+  collection: "#health-collection",
+};
+let healthRequest = 0;
+
+async function refreshHealth() {
+  const mine = ++healthRequest;
+  const section = $("#health");
+  const problem = $("#health-error");
+  section.setAttribute("aria-busy", "true");
+  if (!section.dataset.ok) $("#health-summary").textContent = "Loading…";
+  try {
+    const health = await api.health();
+    if (mine !== healthRequest) return;
+    showHealth(healthView(health));
+    problem.hidden = true;
+  } catch (error) {
+    if (mine !== healthRequest || error instanceof SignedOut) return;
+    if (!section.dataset.ok) $("#health-summary").textContent = "";
+    problem.textContent = `Health unavailable: ${error.message}`;
+    problem.hidden = false;
+  } finally {
+    if (mine === healthRequest) section.removeAttribute("aria-busy");
+  }
+}
+
+function showHealth(view) {
+  $("#health").dataset.ok = String(view.ok);
+  const summary = $("#health-summary");
+  if (summary.textContent !== view.summary) summary.textContent = view.summary;
+  const list = $("#health-attention");
+  list.replaceChildren(
+    ...view.attention.map((text) => {
+      const item = document.createElement("li");
+      item.textContent = text;
+      return item;
+    }),
+  );
+  list.hidden = view.attention.length === 0;
+  for (const [name, selector] of Object.entries(HEALTH)) {
+    const { text, when, alert } = view.fields[name];
+    const cell = $(selector);
+    cell.replaceChildren(text);
+    if (when) {
+      const time = document.createElement("time");
+      time.dateTime = when.iso;
+      time.title = when.exact;
+      time.textContent = when.ago;
+      cell.append(", ", time);
+    }
+    cell.classList.toggle("alert", alert);
+  }
+  $("#health-checked").textContent = `Checked ${new Date().toLocaleString()}.`;
+}
+
+/** Signing out: an answer still on its way is dropped, and nothing of the last one stays. */
+function forgetHealth() {
+  healthRequest += 1;
+  const section = $("#health");
+  delete section.dataset.ok;
+  section.removeAttribute("aria-busy");
+  $("#health-summary").textContent = "";
+  $("#health-attention").replaceChildren();
+  $("#health-attention").hidden = true;
+  for (const selector of Object.values(HEALTH)) {
+    $(selector).textContent = "–";
+    $(selector).classList.remove("alert");
+  }
+  $("#health-checked").textContent = "";
+  $("#health-error").hidden = true;
+}
+
+$("#health-refresh").addEventListener("click", () => refreshHealth());
 
 let hashesRequest = 0;
 let hashesAfter = null; // the next page's token

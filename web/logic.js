@@ -631,3 +631,103 @@ export function listingSummary(listing, { loading = false } = {}) {
   const files = `${count.toLocaleString("en")} ${count === 1 ? "file" : "files"}`;
   return listing.next === null ? `${files}.` : `${files} shown; more follow.`;
 }
+
+// --- the health view: GET /admin/health (admins) -------------------------------------------------
+
+/** A span of time as the CLI says it, to the minute above one, to the hour above a day:
+ * 45 -> "45 s", 125 -> "2 min", 7500 -> "2 h 5 min", 7200 -> "2 h", 273600 -> "3 d 4 h". */
+export function formatDuration(seconds) {
+  if (!(seconds >= 60)) return `${Math.max(Math.floor(Number(seconds) || 0), 0)} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return minutes % 60 ? `${hours} h ${minutes % 60} min` : `${hours} h`;
+  return hours % 24 ? `${Math.floor(hours / 24)} d ${hours % 24} h` : `${Math.floor(hours / 24)} d`;
+}
+
+const count = (value) => (Number.isInteger(value) ? value.toLocaleString("en") : "?");
+
+/** An API time (ISO 8601) as {iso, ago: "3 h 5 min ago", exact: formatTime(date)}; null for a
+ * null or unreadable time. A time ahead of `now` (clocks differ) reads "0 s ago". */
+function moment(value, now, formatTime) {
+  const date = value ? new Date(value) : null;
+  if (!date || Number.isNaN(date.getTime())) return null;
+  return {
+    iso: date.toISOString(),
+    ago: `${formatDuration((now - date.getTime()) / 1000)} ago`,
+    exact: formatTime(date),
+  };
+}
+
+/** What the Health section shows of a GET /admin/health answer: the attention list (first), a
+ * summary line, and each field as {text, when: {iso, ago, exact} | null, alert}. `now` is
+ * milliseconds since the epoch; `formatTime` turns a Date into text (the browser's locale by
+ * default; the tests pass their own). */
+export function healthView(
+  health,
+  { now = Date.now(), formatTime = (date) => date.toLocaleString() } = {},
+) {
+  const attention = (health?.attention ?? []).map(String);
+  const ok = health?.ok === true && attention.length === 0;
+  const ingest = health?.ingest_queue ?? {};
+  const dead = health?.dead_letter_queue ?? {};
+  const reconciliation = health?.reconciliation ?? {};
+  const collection = health?.collection ?? {};
+  const field = (text, { when = null, alert = false } = {}) => ({ text, when, alert });
+
+  const age = ingest.oldest_message_age_seconds;
+  let oldest = "Unknown (no recent metric)";
+  if (typeof age === "number") oldest = formatDuration(age);
+  else if (ingest.waiting === 0) oldest = "None waiting";
+
+  const deadTotal = (dead.waiting ?? 0) + (dead.in_flight ?? 0);
+  let deadLetters = count(dead.waiting);
+  if (dead.in_flight) deadLetters += ` waiting, ${count(dead.in_flight)} in flight`;
+
+  const reconciled = moment(reconciliation.at, now, formatTime);
+  let verdict = "Never run";
+  if (reconciled && reconciliation.clean === true) verdict = "Clean";
+  else if (reconciled && reconciliation.clean === false) {
+    const repaired = reconciliation.repaired ? "repaired" : "not repaired";
+    verdict = `Drift ${count(reconciliation.drift)} (${repaired})`;
+  } else if (reconciled) verdict = "Ran";
+
+  let backlog = `${count(collection.unreferenced)} unreferenced, ${count(collection.due)} due`;
+  if (Number.isInteger(collection.grace_seconds)) {
+    backlog += ` (grace ${formatDuration(collection.grace_seconds)})`;
+  }
+  const collected = moment(collection.last_run_at, now, formatTime);
+  let lastRun = "Never run";
+  if (collected) {
+    lastRun = `${count(collection.last_collected)} removed`;
+    if (collection.last_run_complete === false) {
+      lastRun += " (stopped for time; the next run goes on)";
+    }
+  }
+
+  const n = attention.length;
+  let summary = "Nothing needs attention.";
+  if (!ok) {
+    summary =
+      n === 0
+        ? "The API says something needs attention."
+        : `${n} ${n === 1 ? "item needs" : "items need"} attention:`;
+  }
+  return {
+    ok,
+    attention,
+    summary,
+    fields: {
+      waiting: field(count(ingest.waiting)),
+      inFlight: field(count(ingest.in_flight)),
+      oldest: field(oldest),
+      deadLetters: field(deadLetters, { alert: deadTotal > 0 }),
+      reconciliation: field(verdict, {
+        when: reconciled,
+        alert: reconciled !== null && reconciliation.clean === false,
+      }),
+      backlog: field(backlog),
+      collection: field(lastRun, { when: collected }),
+    },
+  };
+}

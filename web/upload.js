@@ -160,6 +160,12 @@ export class Api {
     return (await this.call("GET", "/admin/stats")).data;
   }
 
+  /** The health view (admins): queues, dead letters, the last reconciliation and collection,
+   * and what needs attention; logic.healthView says how to show it. */
+  async health() {
+    return (await this.call("GET", "/admin/health")).data;
+  }
+
   /** One page of stored contents (admins): {items, last_evaluated_key}. */
   async hashes(after = null, limit = 50) {
     const query = new URLSearchParams({ limit: String(limit) });

@@ -1,5 +1,6 @@
 """`onecopy admin reconcile` recounts the counters server-side; `admin redrive` empties the DLQ;
-`admin erase-owner` deletes every upload of one owner through the API.
+`admin erase-owner` deletes every upload of one owner through the API; `admin health` shows
+whether ingest flows and the background jobs ran, and exits 1 when something needs attention.
 
 The recount runs in the ReconcileFunction Lambda (it scans the tables where they live); this
 command invokes it synchronously and shows its report.
@@ -11,13 +12,14 @@ import argparse
 import json
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from onecopy_cli import argtypes
 from onecopy_cli.api import ApiError
 from onecopy_cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Context
 from onecopy_cli.lambda_client import DEFAULT_LOCAL_ENDPOINT
-from onecopy_cli.output import reconcile_view
+from onecopy_cli.output import health_view, reconcile_view
 from onecopy_cli.redrive import DEFAULT_LOCAL_EMULATOR, local_queue_urls, redrive
 
 EMULATOR_ENV = "ONECOPY_EMULATOR_ENDPOINT"
@@ -63,12 +65,21 @@ users), or when nothing changed for --timeout seconds; 3 when not signed in; 130
 interrupted.
 """
 
+HEALTH_EPILOG = """\
+example (cron, or any script):
+  onecopy admin health --json > health.json || echo "onecopy needs attention"
+
+exit status: 0 when nothing needs attention; 1 when something does (the view lists it), or
+on failure ("admins only" for other users; the message is on stderr and stdout stays empty);
+3 when not signed in.
+"""
+
 
 def register(subcommands: Any, common: argparse.ArgumentParser) -> None:
     admin = subcommands.add_parser(
         "admin",
         parents=[common],
-        help="operator commands (reconcile, redrive, erase-owner)",
+        help="operator commands (health, reconcile, redrive, erase-owner)",
         description="Operator commands.",
     )
     commands = admin.add_subparsers(dest="admin_command", metavar="COMMAND", required=True)
@@ -144,6 +155,20 @@ where the queues are:
     )
     erase.set_defaults(run=run_erase_owner)
 
+    health = commands.add_parser(
+        "health",
+        parents=[common],
+        help="queues, dead letters and the background jobs (admins only)",
+        description="Show the service's health: the ingest queue (waiting, in flight, the oldest\n"
+        "message's age), the dead-letter queue, the last reconciliation and the collector's\n"
+        "backlog and last run. What needs an operator comes first, each item naming the\n"
+        "CloudWatch alarm it matches. For members of the admins group.",
+        epilog=HEALTH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    health.add_argument("--json", action="store_true", help="print the API's JSON as is")
+    health.set_defaults(run=run_health)
+
 
 def run_redrive(args: argparse.Namespace, ctx: Context) -> int:
     if args.limit is not None and args.limit < 1:
@@ -196,6 +221,18 @@ def run_reconcile(args: argparse.Namespace, ctx: Context) -> int:
     else:
         console.error("drift found; `onecopy admin reconcile --repair` corrects it")
     return EXIT_FAILED
+
+
+def run_health(args: argparse.Namespace, ctx: Context) -> int:
+    health = ctx.client().get_health()
+    ok = health.get("ok")
+    if not isinstance(ok, bool):
+        raise ApiError(200, f"unexpected answer from the API: ok={ok!r}")
+    if args.json:
+        ctx.console.result(json.dumps(health))
+    else:
+        ctx.console.result(health_view(health, now=datetime.now(UTC), color=ctx.color))
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def _sub(text: str) -> str:

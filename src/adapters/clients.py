@@ -5,7 +5,7 @@ boto3's own ``AWS_ENDPOINT_URL`` setting, so the local stack needs no code path 
 """
 
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -34,6 +34,16 @@ def dynamodb() -> "DynamoDBClient":
     return boto3.client("dynamodb", config=_RETRIES)
 
 
+@cache
+def sqs() -> Any:
+    return boto3.client("sqs", config=_RETRIES)
+
+
+@cache
+def cloudwatch() -> Any:
+    return boto3.client("cloudwatch", config=_RETRIES)
+
+
 def reset() -> None:
-    for factory in (s3, s3_presigner, dynamodb):
+    for factory in (s3, s3_presigner, dynamodb, sqs, cloudwatch):
         factory.cache_clear()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from domain.health import CollectorBacklog, Operations
 from domain.lifecycle import TOMBSTONE_RETENTION, Applied, Deletion, Verdict, stats_delta
 from domain.model import (
     Content,
@@ -45,6 +46,9 @@ COLLECTABLE_INDEX = "collectable"
 # The collectable index is write-sharded by the first hex digit of the hash: deletions that
 # unreference many contents at once (an erasure) spread over 16 partitions.
 GC_SHARDS = "0123456789abcdef"
+# The stats table's one item that is not a counter shard: when reconciliation and the collector
+# last ran, and what they found (the health view reads it).
+OPERATIONS_SHARD = -1
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -411,6 +415,39 @@ class Ledger:
         for page in paginator.paginate(TableName=table, ConsistentRead=True):
             yield from page.get("Items", [])
 
+    def read_operations(self) -> Operations:
+        resp = self._ddb.get_item(
+            TableName=self.stats_table, Key=_item({"shard": OPERATIONS_SHARD}), ConsistentRead=True
+        )
+        v = _plain(resp.get("Item") or {})
+        return Operations(
+            reconciled_at=_dt(v.get("reconciled_at")),
+            reconcile_clean=v.get("reconcile_clean"),
+            reconcile_drift=int(v["reconcile_drift"]) if "reconcile_drift" in v else None,
+            reconcile_repaired=v.get("reconcile_repaired"),
+            collected_at=_dt(v.get("collected_at")),
+            collected=int(v["collected"]) if "collected" in v else None,
+            collection_complete=v.get("collection_complete"),
+        )
+
+    def collector_backlog(self, cutoff: datetime) -> CollectorBacklog:
+        """Every entry of the collectable index, and those unreferenced since `cutoff` or
+        earlier (the index keys carry `zero_since`: one pass counts both)."""
+        unreferenced = due = 0
+        limit = _utc(cutoff)
+        paginator = self._ddb.get_paginator("query")
+        for shard in GC_SHARDS:
+            for page in paginator.paginate(
+                TableName=self.contents_table,
+                IndexName=COLLECTABLE_INDEX,
+                KeyConditionExpression="gc_shard = :shard",
+                ExpressionAttributeValues=_item({":shard": shard}),
+            ):
+                for item in page.get("Items", []):
+                    unreferenced += 1
+                    due += item["zero_since"]["S"] <= limit
+        return CollectorBacklog(unreferenced=unreferenced, due=due)
+
     def read_stats(self) -> StatsDelta:
         """Sum of all shards: one BatchGetItem, however many uploads there were."""
         keys = [_item({"shard": n}) for n in range(self.stats_shards)]
@@ -430,6 +467,34 @@ class Ledger:
     def add_to_stats(self, delta: StatsDelta, shard: int = 0) -> None:
         """Apply a correction found by reconciliation (ADD keeps concurrent increments intact)."""
         self._ddb.update_item(**self._stats_update(delta, shard)["Update"])
+
+    def record_reconciliation(
+        self, at: datetime, *, clean: bool, drift: int, repaired: bool
+    ) -> None:
+        self._record_operation(
+            {
+                "reconciled_at": _utc(at),
+                "reconcile_clean": clean,
+                "reconcile_drift": drift,
+                "reconcile_repaired": repaired,
+            }
+        )
+
+    def record_collection(self, at: datetime, *, collected: int, complete: bool) -> None:
+        self._record_operation(
+            {"collected_at": _utc(at), "collected": collected, "collection_complete": complete}
+        )
+
+    def _record_operation(self, values: dict[str, Any]) -> None:
+        # Last writer wins: each run overwrites its own attributes only.
+        names = {f"#{k}": k for k in values}
+        self._ddb.update_item(
+            TableName=self.stats_table,
+            Key=_item({"shard": OPERATIONS_SHARD}),
+            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_item({f":{k}": v for k, v in values.items()}),
+        )
 
     def set_upload_count(self, sha256: str, count: int, at: datetime) -> None:
         """A LIVE content's reference count, as reconciliation found it; an unreferenced one

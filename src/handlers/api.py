@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
@@ -36,6 +37,7 @@ from handlers.events import HttpApiEvent, JwtClaims
 from handlers.schemas import (
     AlreadyHeldResponse,
     AuthConfigResponse,
+    CollectionView,
     CompleteRequest,
     ContentMetadata,
     CreateUploadRequest,
@@ -45,12 +47,16 @@ from handlers.schemas import (
     ErrorResponse,
     HashItem,
     HashPageResponse,
+    HealthResponse,
     HeldFile,
+    IngestQueueView,
     MultipartInstructions,
     PartsRequest,
     PartsResponse,
     PartUrl,
     PutInstructions,
+    QueueView,
+    ReconciliationView,
     StatsResponse,
     UploadedPartsResponse,
     UploadedPartView,
@@ -60,7 +66,7 @@ from handlers.schemas import (
     ValidationErrorResponse,
 )
 from handlers.settings import api_settings
-from service import catalog, deletion, multipart, uploads
+from service import catalog, deletion, health, multipart, uploads
 
 settings = api_settings()
 logger = Logger()
@@ -502,6 +508,52 @@ def list_hashes(
     body = HashPageResponse(
         items=[HashItem.of(c) for c in page.contents],
         last_evaluated_key=page.next_token,
+    )
+    return _json(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.get(
+    "/admin/health",
+    summary="Is ingest flowing? Queues, dead letters, the last reconciliation and collection "
+    "(admins only)",
+    security=SIGNED_IN,
+    responses={200: _reply("The health view", HealthResponse), **_ADMIN_ERRORS},
+)
+def get_health() -> Response[HealthResponse]:
+    _admin()
+    found = health.health(
+        ledger=wiring.ledger(),
+        queues=wiring.queues(),
+        metrics=wiring.queue_metrics(),
+        grace=timedelta(seconds=settings.collection_grace_seconds),
+        oldest_message_alarm_seconds=settings.oldest_message_alarm_seconds,
+    )
+    ops = found.operations
+    body = HealthResponse(
+        ok=not found.attention,
+        attention=found.attention,
+        ingest_queue=IngestQueueView(
+            waiting=found.ingest.waiting,
+            in_flight=found.ingest.in_flight,
+            oldest_message_age_seconds=found.oldest_message_age_seconds,
+        ),
+        dead_letter_queue=QueueView(
+            waiting=found.dead_letters.waiting, in_flight=found.dead_letters.in_flight
+        ),
+        reconciliation=ReconciliationView(
+            at=ops.reconciled_at,
+            clean=ops.reconcile_clean,
+            drift=ops.reconcile_drift,
+            repaired=ops.reconcile_repaired,
+        ),
+        collection=CollectionView(
+            unreferenced=found.backlog.unreferenced,
+            due=found.backlog.due,
+            grace_seconds=settings.collection_grace_seconds,
+            last_run_at=ops.collected_at,
+            last_collected=ops.collected,
+            last_run_complete=ops.collection_complete,
+        ),
     )
     return _json(HTTPStatus.OK, body.model_dump(mode="json"))
 

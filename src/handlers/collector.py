@@ -12,9 +12,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers import wiring
 from handlers.settings import collector_settings
+from service.clock import utcnow
 from service.collector import collect
 
-settings = collector_settings()
+# Validated at start, as every function's settings (a missing one fails the cold start).
+collector_settings()
 logger = Logger()
 metrics = Metrics()
 
@@ -29,7 +31,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     report = collect(
         ledger=wiring.ledger(),
         store=wiring.store(),
-        grace=timedelta(seconds=settings.grace_period_seconds),
+        grace=timedelta(seconds=collector_settings().grace_period_seconds),
         has_time=lambda: context.get_remaining_time_in_millis() > _RESERVE_MS,
     )
     metrics.add_metric(name="ContentsCollected", unit=MetricUnit.Count, value=len(report.collected))
@@ -39,5 +41,8 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         "skipped": report.skipped,
         "complete": report.complete,
     }
+    wiring.ledger().record_collection(
+        utcnow(), collected=len(report.collected), complete=report.complete
+    )
     logger.info("collected", extra=result)
     return result

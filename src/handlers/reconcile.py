@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from handlers import wiring
 from handlers.settings import worker_settings
+from service.clock import utcnow
 from service.reconcile import reconcile
 
 settings = worker_settings()
@@ -69,5 +70,8 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         + len(report.recount.dangling)
     )
     metrics.add_metric(name="CounterDrift", unit=MetricUnit.Count, value=drifting)
+    wiring.ledger().record_reconciliation(
+        utcnow(), clean=report.recount.clean, drift=drifting, repaired=report.repaired
+    )
     (logger.info if report.recount.clean else logger.warning)("reconciled", extra=result)
     return result

@@ -57,9 +57,9 @@ Sha256 = Annotated[
 ]
 
 
-
 # What an owner can see: a deleted upload (UploadStatus.DELETED) answers 404, never a status.
 VisibleStatus = Literal["PENDING", "STORED", "DUPLICATE", "REJECTED"]
+
 
 class CreateUploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -381,6 +381,47 @@ class ErasureResponse(BaseModel):
     done: bool = Field(
         description="One whole pass deleted the last upload it found and nothing is waiting"
     )
+
+
+class QueueView(BaseModel):
+    waiting: int = Field(description="Messages not yet received (SQS's approximate count)")
+    in_flight: int = Field(description="Received and not yet deleted: being processed or retried")
+
+
+class IngestQueueView(QueueView):
+    oldest_message_age_seconds: float | None = Field(
+        description="The oldest waiting message's age, from the CloudWatch metric SQS publishes "
+        "each minute; null when there is no recent datapoint"
+    )
+
+
+class ReconciliationView(BaseModel):
+    at: datetime | None = Field(description="When it last ran; null if never")
+    clean: bool | None = Field(description="Counters and reference counts matched the tables")
+    drift: int | None = Field(description="The sum of every difference it found")
+    repaired: bool | None
+
+
+class CollectionView(BaseModel):
+    unreferenced: int = Field(
+        description="Contents nobody references any more (kept for the grace period)"
+    )
+    due: int = Field(description="Of those, past their grace period: the next run's work")
+    grace_seconds: int
+    last_run_at: datetime | None = Field(description="When the collector last ran")
+    last_collected: int | None = Field(description="Contents its last run removed")
+    last_run_complete: bool | None = Field(
+        description="False when the last run stopped for time (the next one goes on)"
+    )
+
+
+class HealthResponse(BaseModel):
+    ok: bool = Field(description="Nothing below needs attention")
+    attention: list[str] = Field(description="What to look at, each naming its alarm")
+    ingest_queue: IngestQueueView
+    dead_letter_queue: QueueView
+    reconciliation: ReconciliationView
+    collection: CollectionView
 
 
 class HashPageResponse(BaseModel):

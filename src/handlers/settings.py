@@ -48,6 +48,12 @@ class ApiSettings(TableSettings):
     auth_user_pool_id: str = Field(alias="AUTH_USER_POOL_ID")
     auth_cognito_endpoint: str = Field(alias="AUTH_COGNITO_ENDPOINT", pattern=r"^(https?://\S+)?$")
     region: str = Field(alias="AWS_REGION", min_length=1)
+    # The health view (GET /admin/health): the queues it reports, the grace that makes an
+    # unreferenced content due for collection, and the backlog age the alarm fires at.
+    ingest_queue_url: str = Field(alias="INGEST_QUEUE_URL", pattern=r"^https?://\S+$")
+    dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL", pattern=r"^https?://\S+$")
+    collection_grace_seconds: int = Field(alias="COLLECTION_GRACE_SECONDS", ge=0)
+    oldest_message_alarm_seconds: int = Field(alias="OLDEST_MESSAGE_ALARM_SECONDS", ge=1)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -12,8 +12,10 @@ from functools import cache
 from aws_lambda_powertools.utilities import parameters
 
 from adapters import clients
+from adapters.cloudwatch import QueueMetrics
 from adapters.dynamodb import Ledger
 from adapters.s3 import ObjectStore
+from adapters.sqs import Queues
 from handlers import settings
 
 # Longer than an execution environment lives: one Secrets Manager call per environment. The secret
@@ -39,6 +41,21 @@ def store() -> ObjectStore:
     return ObjectStore(clients.s3(), clients.s3_presigner(), settings.table_settings().bucket_name)
 
 
+@cache
+def queues() -> Queues:
+    config = settings.api_settings()
+    return Queues(
+        clients.sqs(),
+        ingest_url=config.ingest_queue_url,
+        dead_letter_url=config.dead_letter_queue_url,
+    )
+
+
+@cache
+def queue_metrics() -> QueueMetrics:
+    return QueueMetrics(clients.cloudwatch())
+
+
 def page_token_secret() -> bytes:
     """The key that signs hash-list page tokens, fetched on first need (Powertools caches it)."""
     value = parameters.get_secret(
@@ -52,4 +69,6 @@ def reset() -> None:
     settings.reset()
     ledger.cache_clear()
     store.cache_clear()
+    queues.cache_clear()
+    queue_metrics.cache_clear()
     parameters.clear_caches()

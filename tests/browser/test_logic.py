@@ -784,3 +784,172 @@ def test_the_line_under_the_list_counts_what_is_shown(
         [filter_, items, next_key, loaded],
     )
     assert js("m.listingSummary(arg[0], {loading: arg[1]})", [listing, loading]) == summary
+
+
+# --- the health view ------------------------------------------------------------------------------
+
+CHECKED_AT = "2025-11-27T17:10:42Z"
+
+
+def health(**parts: dict[str, Any]) -> dict[str, Any]:
+    """GET /admin/health of a service where nothing needs attention; ``parts`` change a part."""
+    answer: dict[str, Any] = {
+        "ok": True,
+        "attention": [],
+        "ingest_queue": {"waiting": 1234, "in_flight": 5, "oldest_message_age_seconds": 125.4},
+        "dead_letter_queue": {"waiting": 0, "in_flight": 0},
+        "reconciliation": {
+            "at": "2025-11-27T14:05:12.123456Z",
+            "clean": True,
+            "drift": 0,
+            "repaired": False,
+        },
+        "collection": {
+            "unreferenced": 4,
+            "due": 1,
+            "grace_seconds": 86400,
+            "last_run_at": "2025-11-27T17:05:12Z",
+            "last_collected": 2,
+            "last_run_complete": True,
+        },
+    }
+    for key, changes in parts.items():
+        answer[key] = {**answer[key], **changes}
+    return answer
+
+
+def health_view(js: Js, answer: dict[str, Any]) -> dict[str, Any]:
+    """logic.healthView at CHECKED_AT, times shown as ISO to the minute."""
+    view: dict[str, Any] = js(
+        "m.healthView(arg[0], {now: Date.parse(arg[1]),"
+        " formatTime: d => d.toISOString().slice(0, 16)})",
+        [answer, CHECKED_AT],
+    )
+    return view
+
+
+def texts(view: dict[str, Any]) -> dict[str, str]:
+    """Each field as the page shows it: its text, then how long ago."""
+    return {
+        name: f"{field['text']}, {field['when']['ago']}" if field["when"] else field["text"]
+        for name, field in view["fields"].items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-3, "0 s"),
+        (45.9, "45 s"),
+        (60, "1 min"),
+        (3599, "59 min"),
+        (3600, "1 h"),
+        (7500, "2 h 5 min"),
+        (86400, "1 d"),
+        (3 * 86400 + 4 * 3600 + 59 * 60, "3 d 4 h"),
+    ],
+)
+def test_durations_read_as_the_cli_says_them(js: Js, seconds: float, text: str) -> None:
+    assert js("m.formatDuration(arg)", seconds) == text
+
+
+def test_a_healthy_service_shows_every_part_and_nothing_to_attend_to(js: Js) -> None:
+    view = health_view(js, health())
+    assert (view["ok"], view["attention"], view["summary"]) == (
+        True,
+        [],
+        "Nothing needs attention.",
+    )
+    assert texts(view) == {
+        "waiting": "1,234",
+        "inFlight": "5",
+        "oldest": "2 min",
+        "deadLetters": "0",
+        "reconciliation": "Clean, 3 h 5 min ago",
+        "backlog": "4 unreferenced, 1 due (grace 1 d)",
+        "collection": "2 removed, 5 min ago",
+    }
+    assert view["fields"]["reconciliation"]["when"] == {
+        "iso": "2025-11-27T14:05:12.123Z",
+        "ago": "3 h 5 min ago",
+        "exact": "2025-11-27T14:05",
+    }
+    assert not any(field["alert"] for field in view["fields"].values())
+
+
+def test_what_needs_attention_comes_first_and_its_fields_are_marked(js: Js) -> None:
+    # Given dead letters, and drift the last reconciliation could not repair
+    attention = [
+        "2 message(s) in the dead-letter queue (DeadLetterQueueAlarm)",
+        "the last reconciliation found drift 7 (CounterDriftAlarm)",
+    ]
+    answer = {
+        **health(
+            dead_letter_queue={"waiting": 1, "in_flight": 1},
+            reconciliation={"at": "2025-11-25T14:05:12Z", "clean": False, "drift": 7},
+        ),
+        "ok": False,
+        "attention": attention,
+    }
+    # When the page reads it
+    view = health_view(js, answer)
+    # Then the attention items are listed as the API worded them, and those fields are marked
+    assert (view["ok"], view["attention"], view["summary"]) == (
+        False,
+        attention,
+        "2 items need attention:",
+    )
+    fields = view["fields"]
+    assert (fields["deadLetters"]["text"], fields["deadLetters"]["alert"]) == (
+        "1 waiting, 1 in flight",
+        True,
+    )
+    assert texts(view)["reconciliation"] == "Drift 7 (not repaired), 2 d 3 h ago"
+    assert fields["reconciliation"]["alert"] is True
+    assert fields["backlog"]["alert"] is False
+
+
+def test_one_item_needing_attention_is_said_in_the_singular(js: Js) -> None:
+    view = health_view(js, {**health(), "ok": False, "attention": ["x (IngestBacklogAlarm)"]})
+    assert view["summary"] == "1 item needs attention:"
+
+
+def test_a_new_stack_whose_jobs_never_ran_says_so(js: Js) -> None:
+    answer = health(
+        ingest_queue={"waiting": 0, "in_flight": 0, "oldest_message_age_seconds": None},
+        reconciliation={"at": None, "clean": None, "drift": None, "repaired": None},
+        collection={"last_run_at": None, "last_collected": None, "last_run_complete": None},
+    )
+    view = health_view(js, answer)
+    assert texts(view) | {"backlog": ""} == {
+        "waiting": "0",
+        "inFlight": "0",
+        "oldest": "None waiting",
+        "deadLetters": "0",
+        "reconciliation": "Never run",
+        "backlog": "",
+        "collection": "Never run",
+    }
+    assert view["ok"] is True
+
+
+def test_messages_without_a_recent_age_metric_and_a_repair_and_a_run_cut_short(js: Js) -> None:
+    answer = health(
+        ingest_queue={"waiting": 2, "oldest_message_age_seconds": None},
+        reconciliation={"clean": False, "drift": 3, "repaired": True},
+        collection={"last_collected": 500, "last_run_complete": False},
+    )
+    shown = texts(health_view(js, answer))
+    assert shown["oldest"] == "Unknown (no recent metric)"
+    assert shown["reconciliation"] == "Drift 3 (repaired), 3 h 5 min ago"
+    assert shown["collection"] == "500 removed (stopped for time; the next run goes on), 5 min ago"
+
+
+def test_a_time_ahead_of_the_browsers_clock_reads_0_s_ago(js: Js) -> None:
+    answer = health(collection={"last_run_at": "2025-11-27T17:12:00Z"})
+    assert texts(health_view(js, answer))["collection"] == "2 removed, 0 s ago"
+
+
+def test_an_answer_that_is_not_ok_without_items_still_says_so(js: Js) -> None:
+    view = health_view(js, {**health(), "ok": False})
+    assert (view["ok"], view["summary"]) == (False, "The API says something needs attention.")

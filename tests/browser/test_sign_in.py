@@ -135,6 +135,7 @@ def test_the_admin_panel_is_hidden_from_alice(page: Page, page_url: str, sign_in
     sign_in(page, "alice")
     expect(page.get_by_role("heading", name="Statistics")).to_be_hidden()
     expect(page.get_by_role("table", name="Stored contents")).to_be_hidden()
+    expect(page.locator("#health")).to_be_hidden()
     expect(page.locator("#account-role")).to_have_text("")
     assert admin_calls == []  # the page does not even ask
 

@@ -457,6 +457,46 @@ def test_reconcile_after_a_mixed_run_reports_clean(
     )
 
 
+def test_admin_health_shows_every_part_after_a_reconciliation_and_alice_is_refused(
+    cli: Cli, admin: Cli, local_stack: Any
+) -> None:
+    # Given a reconciliation that just ran (ReconcileFunction records when, and what it found)
+    report = local_stack.invoke("ReconcileFunction", {})
+
+    # When the admin asks for the health view, as JSON and for people, and alice asks too
+    raw = admin("admin", "health", "--json")
+    human = admin("admin", "health")
+    refused = cli("admin", "health")
+
+    # Then the JSON is the API's object, and the exit status says whether anything needs attention
+    health = json.loads(raw.stdout)
+    assert raw.stderr == ""
+    assert raw.returncode == (0 if health["ok"] else 1), raw.stdout
+    assert health["ok"] == (health["attention"] == [])
+    assert health["reconciliation"]["clean"] == report["clean"]
+    # And the view starts with that verdict, then one section per part, times humanized
+    lines = human.stdout.splitlines()
+    assert human.stderr == ""
+    if lines[0] == "ok: nothing needs attention":
+        assert human.returncode == 0
+    else:
+        assert (human.returncode, lines[0]) == (1, f"needs attention ({len(health['attention'])}):")
+    sections = [line for line in lines if line and not line.startswith(" ")][1:]
+    assert sections == ["Ingest queue", "Dead-letter queue", "Reconciliation", "Collection"]
+    reconciliation = lines[lines.index("Reconciliation") + 1 :]
+    assert re.fullmatch(
+        r"  Last run +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(\d+ s ago\)", reconciliation[0]
+    ), reconciliation[0]
+    verdict = "clean" if report["clean"] else r"drift \d+, (not )?repaired"
+    assert re.fullmatch(rf"  Result +{verdict}", reconciliation[1]), reconciliation[1]
+    assert any(re.fullmatch(r"  Due +\d+ \(past the .+ grace period\)", line) for line in lines)
+
+    # And alice is told the view is for admins, with nothing on stdout
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr.startswith("onecopy: admins only"), refused.stderr
+    assert refused.stderr.endswith("(HTTP 403)\n")
+
+
 def test_admin_redrive_moves_dead_letters_back_to_the_worker(
     cli: Cli, local_stack: Any, tmp_path: Path
 ) -> None:

@@ -91,7 +91,11 @@ def test_every_other_route_is_401_unauthorized_without_a_valid_token(
     # Given every operation the API documents, minus the public routes, on ids that exist
     alice_upload = upload(local_stack.api_url, os.urandom(1000), headers=local_stack.auth("alice"))
     spec = _call(local_stack, None, "GET", "/openapi.json").json()
-    ids = {"upload_id": alice_upload["upload_id"], "id": alice_upload["upload_id"]}
+    ids = {
+        "upload_id": alice_upload["upload_id"],
+        "id": alice_upload["upload_id"],
+        "owner": local_stack.sub("alice"),
+    }
     operations = [
         (method.upper(), path.format(**ids))
         for path, item in spec["paths"].items()

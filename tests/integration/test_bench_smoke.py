@@ -42,19 +42,28 @@ def test_hash_overlap_check_times_a_paced_reader() -> None:
 
 def test_calls_bench_counts_requests_and_prices_them() -> None:
     # Given the handlers against moto
-    # When the calls bench runs each kind of upload once over 4 KiB files
-    flows, biggest_item = calls.run(size=4 * KIB, repeats=1)
+    # When the calls bench runs each kind of upload once over 4 KiB files, then deletes them
+    measured = calls.run(size=4 * KIB, repeats=1)
 
-    # Then each flow, multipart included, counted requests and costs something
-    measured = [f for f in flows if isinstance(f, calls.Flow)]
-    assert len(measured) == len(flows) == 5
-    assert any("multipart" in f.name for f in measured)
+    # Then each upload flow, multipart included, counted requests and costs something
+    uploads = [f for f in measured.uploads if isinstance(f, calls.Flow)]
+    assert len(uploads) == len(measured.uploads) == 5
+    assert any("multipart" in f.name for f in uploads)
     memory = calls.function_memory_gb()
-    for flow in measured:
+    for flow in [*uploads, *measured.deletions]:
         assert sum(flow.calls["api"].values()) > 0
         assert calls.cost_per_upload(flow, memory).total > 0
-    assert biggest_item > 0
-    assert "NOT YET AVAILABLE" not in calls.report(flows, biggest_item, 4 * KIB)
+    assert measured.max_item_bytes > 0
+    # And the collector's work was counted, per content and for an idle run
+    assert sum(measured.collection.calls["collector"].values()) > 0
+    assert sum(measured.idle_run.calls["collector"].values()) > 0
+    # And the monthly model holds fewer bytes with deduplication than without
+    month = calls.monthly(measured)
+    assert 0 < month.onecopy.held["S3"] < month.plain.held["S3"]
+    assert month.onecopy.total > 0 and month.plain.total > 0
+    text = calls.report(measured, 4 * KIB)
+    assert "NOT YET AVAILABLE" not in text
+    assert "Monthly cost" in text
 
 
 def test_coldstart_bench_times_each_handler_import() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -19,7 +20,9 @@ from botocore.exceptions import ClientError
 
 from onecopy_local import iam
 from onecopy_local.emulator import Emulator
+from onecopy_local.kms import create_key
 from onecopy_local.resources import Resources, create_resources, template
+from tests.unit.test_iam import CLOUDWATCH_PROTOCOLS, cloudwatch_session
 
 pytestmark = pytest.mark.integration
 
@@ -315,3 +318,195 @@ def test_without_enforcement_a_function_may_do_anything() -> None:
         s3.create_bucket(Bucket="free")
         s3.put_object(Bucket="free", Key="k", Body=b"x")
         assert s3.get_object(Bucket="free", Key="k")["Body"].read() == b"x"
+
+
+# --- CloudWatch ----------------------------------------------------------------------------------
+
+
+def _metric_query(queue: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "MetricDataQueries": [
+            {
+                "Id": "age",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/SQS",
+                        "MetricName": "ApproximateAgeOfOldestMessage",
+                        "Dimensions": [{"Name": "QueueName", "Value": queue}],
+                    },
+                    "Period": 60,
+                    "Stat": "Maximum",
+                },
+            }
+        ],
+        "StartTime": now - timedelta(minutes=5),
+        "EndTime": now + timedelta(minutes=1),
+    }
+
+
+def _cloudwatch(emulator: Emulator, protocol: str, who: iam.Principal) -> Any:
+    return cloudwatch_session(protocol, who.access_key, who.secret_key).client(
+        "cloudwatch",
+        endpoint_url=emulator.endpoint_url,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+@pytest.mark.parametrize("protocol", CLOUDWATCH_PROTOCOLS)
+def test_cloudwatch_reads_need_the_grant_and_a_denial_is_access_denied_in_the_callers_protocol(
+    emulator: Emulator, roles: dict[str, iam.Principal], protocol: str
+) -> None:
+    # Given a datapoint the operator put (as SQS publishes its own)
+    queue = f"metrics-{protocol}"
+    _cloudwatch(emulator, protocol, iam.admin_principal()).put_metric_data(
+        Namespace="AWS/SQS",
+        MetricData=[
+            {
+                "MetricName": "ApproximateAgeOfOldestMessage",
+                "Dimensions": [{"Name": "QueueName", "Value": queue}],
+                "Value": 42.0,
+                "Unit": "Seconds",
+            }
+        ],
+    )
+
+    # When the API (granted cloudwatch:GetMetricData) and the worker (not granted) read it, and
+    # the API writes a metric or reads alarms (neither granted)
+    api = _cloudwatch(emulator, protocol, roles["ApiFunction"])
+    worker = _cloudwatch(emulator, protocol, roles["WorkerFunction"])
+    got = api.get_metric_data(**_metric_query(queue))["MetricDataResults"]
+    refused = _error(worker.get_metric_data, **_metric_query(queue))
+    put = _error(api.put_metric_data, Namespace="x", MetricData=[{"MetricName": "m", "Value": 1}])
+    alarms = _error(api.describe_alarms)
+
+    # Then the API gets the data; the others are CloudWatch's 403 AccessDenied, which botocore
+    # parses from the protocol the client spoke
+    assert [result["Values"] for result in got] == [[42.0]]
+    for denial in (refused, put, alarms):
+        assert denial["ResponseMetadata"]["HTTPStatusCode"] == 403
+        assert denial["Error"]["Code"] == "AccessDenied"
+    assert refused["Error"]["Message"] == (
+        f"User: {roles['WorkerFunction'].arn} is not authorized to perform: "
+        "cloudwatch:GetMetricData on resource: * because no identity-based policy allows the "
+        "cloudwatch:GetMetricData action"
+    )
+    assert "cloudwatch:PutMetricData" in put["Error"]["Message"]
+
+
+def test_the_default_client_speaks_json_to_cloudwatch_and_gets_the_same_answers(
+    emulator: Emulator, roles: dict[str, iam.Principal]
+) -> None:
+    api = _client(emulator, "cloudwatch", roles["ApiFunction"])
+    worker = _client(emulator, "cloudwatch", roles["WorkerFunction"])
+
+    api.get_metric_data(**_metric_query("any"))
+    refused = _error(worker.get_metric_data, **_metric_query("any"))
+
+    assert refused["Error"]["Code"] == "AccessDenied"
+
+
+# --- KMS: resources encrypted with a customer-managed key -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def encrypted(emulator: Emulator) -> Resources:
+    """The template's resources with KmsKeyArn set to a key in the emulator."""
+    admin = _session(iam.ADMIN_ACCESS_KEY, iam.ADMIN_SECRET_KEY)
+    key = create_key(admin.client("kms", endpoint_url=emulator.endpoint_url))
+    return create_resources(
+        admin, endpoint_url=emulator.endpoint_url, prefix="iamkms", kms_key_arn=key
+    )
+
+
+@pytest.fixture
+def kms_roles(emulator: Emulator, encrypted: Resources) -> dict[str, iam.Principal]:
+    """The roles as the template makes them with KmsKeyArn (EncryptionKey statements in)."""
+    roles = iam.function_principals(template(), encrypted)
+    emulator.set_principals([iam.admin_principal(), *roles.values()])
+    return roles
+
+
+def _without(role: iam.Principal, action: str, resource: str) -> iam.Principal:
+    assert role.policy is not None
+    return iam.Principal(
+        role.name, role.access_key, role.secret_key, role.policy.without(action, resource)
+    )
+
+
+def test_a_kms_queue_needs_decrypt_of_its_consumer_and_sqs_names_kms_in_its_refusal(
+    emulator: Emulator, encrypted: Resources, kms_roles: dict[str, iam.Principal]
+) -> None:
+    # Given the worker, which polls the encrypted queue, without kms:Decrypt
+    worker = kms_roles["WorkerFunction"]
+    _client(emulator, "sqs", worker).receive_message(QueueUrl=encrypted.queue_url)
+    emulator.set_principals(
+        [iam.admin_principal(), _without(worker, "kms:Decrypt", encrypted.kms_key_arn)]
+    )
+
+    # When it polls again
+    refused = _error(_client(emulator, "sqs", worker).receive_message, QueueUrl=encrypted.queue_url)
+
+    # Then SQS passes KMS's refusal on as KMS.AccessDeniedException (400)
+    assert refused["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert refused["Error"]["Code"] == "KMS.AccessDeniedException"
+    assert f"kms:Decrypt on resource: {encrypted.kms_key_arn}" in refused["Error"]["Message"]
+
+
+def test_a_kms_table_needs_decrypt_of_every_reader_and_writer(
+    emulator: Emulator, encrypted: Resources, kms_roles: dict[str, iam.Principal]
+) -> None:
+    reconcile = kms_roles["ReconcileFunction"]
+    _client(emulator, "dynamodb", reconcile).scan(TableName=encrypted.uploads_table)
+    emulator.set_principals(
+        [iam.admin_principal(), _without(reconcile, "kms:Decrypt", encrypted.kms_key_arn)]
+    )
+
+    refused = _error(
+        _client(emulator, "dynamodb", reconcile).scan, TableName=encrypted.uploads_table
+    )
+
+    assert refused["Error"]["Code"] == "AccessDeniedException"
+    assert f"kms:Decrypt on resource: {encrypted.kms_key_arn}" in refused["Error"]["Message"]
+
+
+def test_a_key_aws_manages_asks_nothing_of_the_caller(
+    emulator: Emulator, roles: dict[str, iam.Principal]
+) -> None:
+    # Given a table encrypted with KMS without a key named: DynamoDB's AWS-managed key
+    admin = _admin(emulator, "dynamodb")
+    admin.create_table(
+        TableName="aws-managed",
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        SSESpecification={"Enabled": True, "SSEType": "KMS"},
+    )
+    scanner = iam.Principal(
+        "Scanner",
+        *iam.function_credentials("Scanner"),
+        iam.Policy(
+            (
+                iam.Statement(
+                    "Allow",
+                    ("dynamodb:Scan",),
+                    resources=(f"arn:aws:dynamodb:{REGION}:*:table/aws-managed",),
+                ),
+            )
+        ),
+    )
+    emulator.set_principals([iam.admin_principal(), scanner])
+
+    # Then a caller granted only the scan may scan: no key grant is asked for
+    assert _client(emulator, "dynamodb", scanner).scan(TableName="aws-managed")["Items"] == []
+
+
+def test_unencrypted_resources_ask_for_no_key(
+    emulator: Emulator, resources: Resources, roles: dict[str, iam.Principal]
+) -> None:
+    # The template's roles without KmsKeyArn have no KMS grant, and need none
+    worker = _client(emulator, "sqs", roles["WorkerFunction"])
+    worker.receive_message(QueueUrl=resources.queue_url, WaitTimeSeconds=0)
+    _client(emulator, "dynamodb", roles["ReconcileFunction"]).scan(
+        TableName=resources.uploads_table
+    )

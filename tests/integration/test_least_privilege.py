@@ -2,8 +2,9 @@
 
 The handlers run in this process, each phase with its own function's credentials, against a real
 enforcing emulator: the API with ApiFunction's keys, the worker and its queue polling with
-WorkerFunction's, reconciliation with ReconcileFunction's, the collector with CollectorFunction's. The bytes go through the presigned
-URLs the API hands out, so a PUT or GET is authorized as the API's role, as on S3.
+WorkerFunction's, reconciliation with ReconcileFunction's, the collector with CollectorFunction's.
+The bytes go through the presigned URLs the API hands out, so a PUT or GET is authorized as the
+API's role, as on S3.
 
 (a) With the roles built from template.yaml, every scenario passes: no grant is missing.
 (b) For each (action, resource) a function's ``Policies`` grant, a role without that one pair
@@ -186,16 +187,22 @@ class Harness:
         assert not failures, f"the worker failed: {failures}"
         return bodies
 
-    def collect(self) -> list[str]:
-        """A collector run with no grace period: the hashes it collected."""
-        from datetime import timedelta
-
-        from handlers import wiring
-        from service.collector import collect
+    def collect(self) -> dict[str, Any]:
+        """The scheduled collector's run, with no grace period."""
+        from handlers import collector, wiring
 
         self.act_as("CollectorFunction")
-        report = collect(ledger=wiring.ledger(), store=wiring.store(), grace=timedelta(0))
-        return report.collected
+        os.environ["COLLECTION_GRACE_SECONDS"] = "0"
+        wiring.reset()
+        try:
+            result: dict[str, Any] = collector.lambda_handler(
+                load_event("collector_scheduled.json"), FakeContext()
+            )
+        finally:
+            assert self.resources is not None
+            os.environ.update(self.resources.function_env())
+            wiring.reset()
+        return result
 
     def reconcile(self, event: str) -> dict[str, Any]:
         from handlers import reconcile
@@ -400,7 +407,7 @@ def deleted(h: Harness) -> None:
     aborted = h.create(os.urandom(10)).body["upload_id"]
     assert h.api("DELETE", f"/uploads/{aborted}").status == 204  # aborted
     assert h.api("DELETE", f"/uploads/{aborted}").status == 204  # deleted
-    assert h.collect() == [first["sha256"]]
+    assert h.collect()["collected"] == 1
     assert h.resources is not None
     listed = h.admin("s3").list_objects_v2(Bucket=h.resources.bucket, Prefix="cas/")
     assert not listed.get("Contents"), listed
@@ -445,6 +452,17 @@ def erased(h: Harness) -> None:
     assert h.api("GET", "/uploads").body["items"] == []
 
 
+def health(h: Harness) -> None:
+    """The admin health view: queue depths, the oldest message's age, the last runs."""
+    data = os.urandom(1000)
+    h.upload(data)
+    h.reconcile("reconcile_scheduled.json")
+    view = h.api("GET", "/admin/health", groups=ADMINS)
+    assert view.status == 200, view.body
+    assert view.body["reconciliation"]["clean"] is True, view.body
+    assert view.body["ingest_queue"]["waiting"] == 0, view.body
+
+
 def view_owner(h: Harness) -> str:
     """The one owner the harness calls as (the sample event's signed-in caller)."""
     owner: str = http_event("GET", "/")["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
@@ -468,6 +486,7 @@ SCENARIOS: dict[str, Callable[[Harness], None]] = {
         deleted_before_the_flag,
         listed,
         erased,
+        health,
     )
 }
 

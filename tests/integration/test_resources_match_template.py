@@ -155,10 +155,10 @@ def test_bucket_blocks_public_access_and_encrypts_as_the_template_says(aws: Reso
     assert block == declared["PublicAccessBlockConfiguration"]
     rules = s3.get_bucket_encryption(Bucket=aws.bucket)["ServerSideEncryptionConfiguration"]
     algorithms = [r["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules["Rules"]]
-    assert algorithms == [
-        r["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
-        for r in declared["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    ]
+    # Without KmsKeyArn (the default), the template's UseKms branch is the AES256 one.
+    (declared_rule,) = declared["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    _, _, without_key = declared_rule["ServerSideEncryptionByDefault"]["Fn::If"]
+    assert algorithms == [without_key["SSEAlgorithm"]]
 
 
 @pytest.mark.parametrize(
@@ -190,6 +190,8 @@ def test_local_functions_get_the_environment_the_template_gives(
         "StatsTable": aws.stats_table,
         "HoldingsTable": aws.holdings_table,
         "PageTokenSecret": aws.page_token_secret_arn,
+        "IngestQueue": aws.queue_url,
+        "IngestDeadLetterQueue": aws.dlq_url,
     } | {name: parameter_default(name) for name in template()["Parameters"]}
     # With the parameters' defaults (no AuthIssuer), the sign-in settings name the local pool;
     # AUTH_COGNITO_ENDPOINT is Cognito's own here: the stack points it at the emulator.

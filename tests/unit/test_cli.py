@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,14 @@ from onecopy_cli.credentials import CachedLogin, StaticToken, groups_of
 from onecopy_cli.files import CHUNK, FileBody, FileChanged, content_type_of, sha256_file
 from onecopy_cli.main import build_parser, main
 from onecopy_cli.multipart import PART_ATTEMPTS
-from onecopy_cli.output import human_size, result_json, result_line, upload_view
+from onecopy_cli.output import (
+    health_view,
+    human_duration,
+    human_size,
+    result_json,
+    result_line,
+    upload_view,
+)
 from onecopy_cli.signin import Cognito, Tokens
 from onecopy_cli.tokens import Login, TokenCache
 from onecopy_cli.upload import FileResult, Outcome, Uploader, wait_until_done
@@ -53,6 +61,52 @@ from onecopy_cli.upload import FileResult, Outcome, Uploader, wait_until_done
 pytestmark = pytest.mark.unit
 
 ABSENT_ID = "0123456789abcdef0123456789abcdef"
+
+
+def iso_ago(seconds: float) -> str:
+    """A time the API could send, ``seconds`` before now: `2025-11-27T14:05:12.123456Z`."""
+    at = datetime.now(UTC) - timedelta(seconds=seconds)
+    return at.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def healthy(**parts: dict[str, Any]) -> dict[str, Any]:
+    """GET /admin/health of a service where nothing needs attention; ``parts`` change a part."""
+    health: dict[str, Any] = {
+        "ok": True,
+        "attention": [],
+        "ingest_queue": {"waiting": 3, "in_flight": 1, "oldest_message_age_seconds": 125.0},
+        "dead_letter_queue": {"waiting": 0, "in_flight": 0},
+        "reconciliation": {
+            "at": iso_ago(3 * 3600 + 5 * 60 + 30),
+            "clean": True,
+            "drift": 0,
+            "repaired": False,
+        },
+        "collection": {
+            "unreferenced": 4,
+            "due": 1,
+            "grace_seconds": 86400,
+            "last_run_at": iso_ago(5 * 60 + 30),
+            "last_collected": 2,
+            "last_run_complete": True,
+        },
+    }
+    for key, changes in parts.items():
+        health[key] = {**health[key], **changes}
+    return health
+
+
+DEAD_LETTERS = "2 message(s) in the dead-letter queue (DeadLetterQueueAlarm)"
+DRIFT = "the last reconciliation found drift 7 (CounterDriftAlarm)"
+
+
+def troubled() -> dict[str, Any]:
+    """Dead letters, and a reconciliation that found drift it could not repair."""
+    health = healthy(
+        dead_letter_queue={"waiting": 1, "in_flight": 1},
+        reconciliation={"clean": False, "drift": 7, "repaired": False},
+    )
+    return {**health, "ok": False, "attention": [DEAD_LETTERS, DRIFT]}
 
 
 class FakeApi:
@@ -96,6 +150,9 @@ class FakeApi:
         self.deletes: list[str] = []
         self.erase_answers: list[dict[str, Any] | BaseException] = []
         self.erased: list[str] = []
+        # the health view
+        self.health: dict[str, Any] = healthy()
+        self.health_calls = 0
 
     # --- uploads ---
 
@@ -285,6 +342,10 @@ class FakeApi:
             "total_s3_size_saved": sum(v["size"] for v in duplicates),
             "total_bytes_stored": sum(len(data) for data in self.contents.values()),
         }
+
+    def get_health(self) -> dict[str, Any]:
+        self.health_calls += 1
+        return self.health
 
     def list_hashes(self, *, limit: int, token: str | None = None) -> dict[str, Any]:
         self.hash_pages.append((limit, token))
@@ -492,6 +553,7 @@ def test_help_lists_every_command_and_the_admin_ones(api: FakeApi) -> None:
     assert "delete uploads (a pending one is aborted)" in top.out
     assert "erase-owner" in admin.out
     assert "delete every upload of one owner (admins only)" in admin.out
+    assert "queues, dead letters and the background jobs (admins only)" in admin.out
 
 
 # --- hashing and files -------------------------------------------------------------------------
@@ -546,6 +608,23 @@ def test_file_body_refuses_to_send_fewer_bytes_than_declared(tmp_path: Path) -> 
 )
 def test_human_size(nbytes: int, text: str) -> None:
     assert human_size(nbytes) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-3, "0 s"),
+        (45.9, "45 s"),
+        (60, "1 min"),
+        (3599, "59 min"),
+        (3600, "1 h"),
+        (7500, "2 h 5 min"),
+        (86400, "1 d"),
+        (3 * 86400 + 4 * 3600 + 59 * 60, "3 d 4 h"),
+    ],
+)
+def test_human_duration(seconds: float, text: str) -> None:
+    assert human_duration(seconds) == text
 
 
 def _result(**overrides: Any) -> FileResult:
@@ -1775,6 +1854,141 @@ def test_erase_owner_refuses_an_answer_without_counts(api: FakeApi, clock: FakeT
     assert "unexpected answer from the API: deleted='many'" in run.err
 
 
+# --- admin health -------------------------------------------------------------------------------
+
+
+def test_health_when_all_is_well_shows_every_section_and_exits_0(api: FakeApi) -> None:
+    # Given a service where nothing needs attention
+    # When the admin asks for its health
+    run = Run(api, "admin", "health")
+    # Then it says so first, then one section per part, with ages and times humanized
+    assert (run.code, run.err) == (0, "")
+    at = api.health["reconciliation"]["at"][:19] + "Z"
+    collected_at = api.health["collection"]["last_run_at"][:19] + "Z"
+    assert run.lines == [
+        "ok: nothing needs attention",
+        "",
+        "Ingest queue",
+        "  Waiting         3",
+        "  In flight       1",
+        "  Oldest message  2 min old",
+        "",
+        "Dead-letter queue",
+        "  Waiting         0",
+        "  In flight       0",
+        "",
+        "Reconciliation",
+        f"  Last run        {at} (3 h 5 min ago)",
+        "  Result          clean",
+        "",
+        "Collection",
+        "  Unreferenced    4",
+        "  Due             1 (past the 1 d grace period)",
+        f"  Last run        {collected_at} (5 min ago)",
+        "  Collected       2",
+    ]
+    assert api.health_calls == 1
+
+
+def test_health_lists_what_needs_attention_first_and_exits_1(api: FakeApi) -> None:
+    # Given dead letters, and drift the last reconciliation could not repair
+    api.health = troubled()
+    # When the admin asks for its health
+    run = Run(api, "admin", "health")
+    # Then the view starts with what needs attention, each item naming its alarm
+    assert (run.code, run.err) == (1, "")
+    assert run.lines[:4] == ["needs attention (2):", f"  {DEAD_LETTERS}", f"  {DRIFT}", ""]
+    assert "  Result          drift 7, not repaired" in run.lines
+    assert run.lines[run.lines.index("Dead-letter queue") + 1] == "  Waiting         1"
+
+
+def test_health_json_is_the_apis_object_and_the_exit_status_still_tells(api: FakeApi) -> None:
+    fine = api.health
+    healthy_run = Run(api, "admin", "health", "--json")
+    api.health = troubled()
+    troubled_run = Run(api, "admin", "health", "--json")
+    assert (healthy_run.code, json.loads(healthy_run.out)) == (0, fine)
+    assert (troubled_run.code, json.loads(troubled_run.out)) == (1, api.health)
+    assert troubled_run.err == ""
+
+
+def test_health_of_a_service_whose_jobs_never_ran(api: FakeApi) -> None:
+    # Given a new stack: no reconciliation or collection yet, and no recent queue metric
+    api.health = healthy(
+        ingest_queue={"waiting": 0, "in_flight": 0, "oldest_message_age_seconds": None},
+        reconciliation={"at": None, "clean": None, "drift": None, "repaired": None},
+        collection={"last_run_at": None, "last_collected": None, "last_run_complete": None},
+    )
+    run = Run(api, "admin", "health")
+    # Then it says "never", not an error
+    assert run.code == 0, run.err
+    assert "  Oldest message  no recent datapoint" in run.lines
+    reconciliation = run.lines.index("Reconciliation")
+    assert run.lines[reconciliation + 1 : reconciliation + 3] == ["  Last run        never", ""]
+    assert run.lines[-1] == "  Last run        never"
+
+
+def test_health_view_says_when_a_collection_stopped_for_time_and_a_repair_was_made() -> None:
+    now = datetime(2025, 11, 27, 17, 10, 42, tzinfo=UTC)
+    health = healthy(
+        reconciliation={"at": "2025-11-25T14:05:12.5Z", "clean": False, "drift": 3},
+        collection={
+            "last_run_at": "2025-11-27T17:10:40+00:00",
+            "last_collected": 500,
+            "last_run_complete": False,
+        },
+    )
+    health["reconciliation"]["repaired"] = True
+    lines = health_view(health, now=now).splitlines()
+    assert "  Last run        2025-11-25T14:05:12Z (2 d 3 h ago)" in lines
+    assert "  Result          drift 3, repaired" in lines
+    assert "  Last run        2025-11-27T17:10:40Z (2 s ago)" in lines
+    assert lines[-1] == "  Collected       500 (stopped for time: the next run goes on)"
+
+
+def test_health_highlights_attention_on_a_terminal_only(api: FakeApi) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def run(environ: dict[str, str]) -> str:
+        out = Terminal()
+        code = main(
+            ["admin", "health"],
+            make_client=lambda *_, **__: api,
+            stdout=out,
+            stderr=io.StringIO(),
+            environ={"ONECOPY_TOKEN": "ci-token", **environ},
+        )
+        assert code == 1
+        return out.getvalue()
+
+    api.health = troubled()
+    painted, plain = run({}), run({"NO_COLOR": "1"})
+    assert painted.splitlines()[:2] == [
+        "\x1b[1;31mneeds attention (2):\x1b[0m",
+        f"\x1b[1;31m  {DEAD_LETTERS}\x1b[0m",
+    ]
+    assert "\x1b[" not in plain
+    assert re.sub(r"\x1b\[[\d;]*m", "", painted) == plain
+    assert "\x1b[" not in Run(api, "admin", "health").out  # not a terminal
+
+
+def test_health_refuses_an_answer_without_a_verdict(api: FakeApi) -> None:
+    api.health = {"attention": []}
+    run = Run(api, "admin", "health")
+    assert (run.code, run.out) == (1, "")
+    assert run.err == "onecopy: unexpected answer from the API: ok=None (HTTP 200)\n"
+
+
+def test_health_help_gives_the_exit_status_scripts_can_use(api: FakeApi) -> None:
+    run = Run(api, "admin", "health", "--help")
+    assert run.code == 0
+    assert "exit status: 0 when nothing needs attention; 1 when something does" in run.out
+    assert "3 when not signed in" in run.out
+    assert api.health_calls == 0
+
+
 # --- admin reconcile (the invoker faked; tests/integration/test_lambda_api.py uses boto3) --------
 
 
@@ -1967,6 +2181,17 @@ def test_client_erases_an_owner_with_an_empty_post() -> None:
         client.erase_owner("x")
 
 
+def test_client_reads_the_health_view_and_says_admins_only_when_refused() -> None:
+    client, transport = _client((200, {}, json.dumps(healthy()).encode()), (403, {}, b"{}"))
+    assert client.get_health()["ingest_queue"]["waiting"] == 3
+    assert (transport.sent[0].method, transport.sent[0].url) == (
+        "GET",
+        "http://api.test/admin/health",
+    )
+    with pytest.raises(ApiError, match=r"^admins only"):
+        client.get_health()
+
+
 # --- progress ----------------------------------------------------------------------------------
 
 
@@ -2011,7 +2236,7 @@ def _fake_jwt(claims: dict[str, Any]) -> str:
 
 
 class FakeCognitoApi:
-    """GET /auth/config and two API routes, plus Cognito's InitiateAuth and RevokeToken (a POST
+    """GET /auth/config and a few API routes, plus Cognito's InitiateAuth and RevokeToken (a POST
     with X-Amz-Target), on one local server on port 0. The API accepts exactly the ID and access
     tokens this Cognito issued and has not invalidated, as API Gateway's authorizer would."""
 
@@ -2025,6 +2250,7 @@ class FakeCognitoApi:
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> user
         self.cognito_calls: list[dict[str, Any]] = []
         self.api_calls: list[tuple[str, str, str | None]] = []  # method, path, Authorization
+        self.health = healthy()  # what GET /admin/health answers admins
         self._issued = 0
         self._lock = threading.Lock()
         fake = self
@@ -2128,6 +2354,8 @@ class FakeCognitoApi:
             claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
             if "admins" not in claims["cognito:groups"]:
                 return self._reply(handler, 403, {"message": "Forbidden"})
+            if handler.path == "/admin/health":
+                return self._reply(handler, 200, self.health)
             return self._reply(handler, 200, {"total_files": 1, "total_uploads": 2})
         if handler.path.startswith("/uploads/"):
             view = {"upload_id": handler.path.rsplit("/", 1)[1], "status": "STORED"}
@@ -2483,6 +2711,27 @@ def test_erase_owner_is_admins_only(shell: Shell) -> None:
         "POST",
         "/admin/owners/sub-of-admin/erase",
     )
+
+
+def test_health_is_admins_only_and_needs_a_sign_in(shell: Shell) -> None:
+    # Given nobody signed in, then alice, then admin, at a service with dead letters
+    shell.fake.health = troubled()
+    nobody = shell("admin", "health")
+    shell.login("alice")
+    alice = shell("admin", "health")
+    shell.login("admin")
+    admin = shell("admin", "health", "--json")
+    # Then nobody is told to sign in, alice is refused, and admin gets the view (and exit 1)
+    assert (nobody.code, nobody.out) == (3, "")
+    assert "run `onecopy login`" in nobody.err
+    assert (alice.code, alice.out) == (1, "")
+    assert alice.err.startswith("onecopy: admins only: sign in as a member of the admins group")
+    assert alice.err.endswith("(HTTP 403)\n")
+    assert (admin.code, json.loads(admin.out), admin.err) == (1, shell.fake.health, "")
+    assert [p for _, p, _ in shell.fake.api_calls if p.startswith("/admin/")] == [
+        "/admin/health",
+        "/admin/health",
+    ]
 
 
 def test_a_sign_in_lost_mid_upload_stops_the_run_with_one_message(

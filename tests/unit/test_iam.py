@@ -6,12 +6,24 @@ is tested against the wire shapes the handlers produce, not against hand-written
 
 from __future__ import annotations
 
+import atexit
 import copy
+import dataclasses
+import functools
+import gzip
+import json
+import shutil
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import botocore
+import botocore.session
 import pytest
 from botocore.config import Config
 
@@ -97,8 +109,18 @@ def test_sam_attaches_basic_execution_to_all_and_the_sqs_poller_role_to_the_work
     worker, api = _policy(principals["WorkerFunction"]), _policy(principals["ApiFunction"])
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
         assert worker.allows(action, QUEUE)
+    # The API only reads the queues' depths (its own Policies, for GET /admin/health).
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):
         assert not api.allows(action, QUEUE)
     assert not worker.allows("sqs:SendMessage", QUEUE)
+
+
+def test_sam_attaches_xray_write_access_when_tracing_is_set(
+    principals: dict[str, iam.Principal],
+) -> None:
+    # Globals sets Tracing (to an !If): SAM then attaches AWSXrayWriteOnlyAccess to every role.
+    for principal in principals.values():
+        assert _policy(principal).allows("xray:PutTraceSegments", "*")
 
 
 def _with_policies(policies: Any) -> dict[str, Any]:
@@ -265,7 +287,10 @@ def _request(method: str, url: str, headers: dict[str, Any], body: Any) -> iam.R
 
 def sent(service: str, operation: str, **params: Any) -> iam.Request:
     """The request boto3 sends for this call, captured instead of sent."""
-    client = _client(service)
+    return _capture(_client(service), operation, **params)
+
+
+def _capture(client: Any, operation: str, **params: Any) -> iam.Request:
     seen: list[iam.Request] = []
 
     def capture(request: Any, **_: Any) -> None:
@@ -278,9 +303,14 @@ def sent(service: str, operation: str, **params: Any) -> iam.Request:
     return seen[0]
 
 
-def required(request: iam.Request, secrets: dict[str, str] | None = None) -> list[Any]:
+def required(
+    request: iam.Request,
+    secrets: dict[str, str] | None = None,
+    *,
+    keys: iam.EncryptionKeys | None = None,
+) -> list[Any]:
     lookup: Callable[[str], str | None] = (secrets or {}).get
-    return iam.required(request, region=REGION, account_id=ACCOUNT, secret_arn=lookup)
+    return iam.required(request, region=REGION, account_id=ACCOUNT, secret_arn=lookup, keys=keys)
 
 
 B = "arn:aws:s3:::bkt"
@@ -538,3 +568,341 @@ def test_a_request_that_cannot_be_mapped_is_refused(
 ) -> None:
     with pytest.raises(iam.Unmapped):
         required(sent(service, operation, **params))
+
+
+# --- CloudWatch ----------------------------------------------------------------------------------
+
+CLOUDWATCH_PROTOCOLS = ("smithy-rpc-v2-cbor", "json", "query")
+
+
+@functools.cache
+def _cloudwatch_models(protocol: str) -> str:
+    """A directory with botocore's CloudWatch model made to speak only ``protocol``.
+
+    botocore picks the first protocol of the model's list it supports (json, today); a client
+    loaded from this copy speaks the one given, as an older or another SDK would.
+    """
+    model_path = Path(botocore.__file__).parent / "data/cloudwatch/2010-08-01/service-2.json.gz"
+    model = json.loads(gzip.decompress(model_path.read_bytes()))
+    model["metadata"] |= {"protocol": protocol, "protocols": [protocol]}
+    root = Path(tempfile.mkdtemp(prefix=f"cloudwatch-{protocol}-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    (root / "cloudwatch/2010-08-01").mkdir(parents=True)
+    (root / "cloudwatch/2010-08-01/service-2.json").write_text(json.dumps(model))
+    return str(root)
+
+
+def cloudwatch_session(protocol: str, access_key: str, secret_key: str) -> boto3.Session:
+    """A session whose CloudWatch clients speak ``protocol`` (one of CLOUDWATCH_PROTOCOLS)."""
+    core = botocore.session.get_session()
+    core.get_component("data_loader").search_paths.insert(0, _cloudwatch_models(protocol))
+    return boto3.Session(
+        botocore_session=core,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=REGION,
+    )
+
+
+def sent_cloudwatch(protocol: str, operation: str, **params: Any) -> iam.Request:
+    client = cloudwatch_session(protocol, "AKIDEXAMPLE", "secret").client(
+        "cloudwatch",
+        endpoint_url="http://127.0.0.1:4566",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    return _capture(client, operation, **params)
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+METRIC = {"Namespace": "AWS/SQS", "MetricName": "ApproximateAgeOfOldestMessage"}
+CLOUDWATCH_CASES: list[tuple[str, dict[str, Any]]] = [
+    (
+        "get_metric_data",
+        {
+            "MetricDataQueries": [
+                {"Id": "a", "MetricStat": {"Metric": METRIC, "Period": 60, "Stat": "Maximum"}}
+            ],
+            "StartTime": NOW,
+            "EndTime": NOW,
+        },
+    ),
+    (
+        "get_metric_statistics",
+        {**METRIC, "StartTime": NOW, "EndTime": NOW, "Period": 60, "Statistics": ["Maximum"]},
+    ),
+    ("list_metrics", {"Namespace": "AWS/SQS"}),
+    ("put_metric_data", {"Namespace": "onecopy", "MetricData": [{"MetricName": "m", "Value": 1}]}),
+]
+
+
+@pytest.mark.parametrize("protocol", CLOUDWATCH_PROTOCOLS)
+@pytest.mark.parametrize(
+    ("operation", "params"), CLOUDWATCH_CASES, ids=[c[0] for c in CLOUDWATCH_CASES]
+)
+def test_cloudwatch_metric_calls_map_to_their_action_on_any_resource(
+    protocol: str, operation: str, params: dict[str, Any]
+) -> None:
+    request = sent_cloudwatch(protocol, operation, **params)
+    action = "cloudwatch:" + "".join(part.title() for part in operation.split("_"))
+
+    assert iam.service_of(request) == "monitoring"
+    assert required(request) == [(action, "*")]
+
+
+def test_botocore_speaks_json_to_cloudwatch_and_the_cbor_form_names_the_operation_in_its_path() -> (
+    None
+):
+    # The default client (what the functions use): AWS JSON 1.0, the operation in X-Amz-Target
+    default = sent("cloudwatch", "list_metrics")
+    cbor = sent_cloudwatch("smithy-rpc-v2-cbor", "list_metrics")
+
+    assert default.header("x-amz-target") == "GraniteServiceVersion20100801.ListMetrics"
+    assert (
+        urlsplit(cbor.path).path == "/service/GraniteServiceVersion20100801/operation/ListMetrics"
+    )
+    assert cbor.header("smithy-protocol") == "rpc-v2-cbor"
+
+
+@pytest.mark.parametrize("protocol", CLOUDWATCH_PROTOCOLS)
+@pytest.mark.parametrize(
+    ("operation", "params"),
+    [
+        ("describe_alarms", {}),
+        ("delete_alarms", {"AlarmNames": ["a"]}),
+        ("put_dashboard", {"DashboardName": "d", "DashboardBody": "{}"}),
+    ],
+    ids=["describe-alarms", "delete-alarms", "put-dashboard"],
+)
+def test_other_cloudwatch_calls_are_unmapped(
+    protocol: str, operation: str, params: dict[str, Any]
+) -> None:
+    with pytest.raises(iam.Unmapped):
+        required(sent_cloudwatch(protocol, operation, **params))
+
+
+# --- KMS: what an encrypted resource asks of the caller -----------------------------------------
+
+KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+OTHER_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/99999999-12ab-34cd-56ef-1234567890ab"
+
+
+@dataclass
+class Keys:
+    """iam.EncryptionKeys from plain dicts: what each resource's configuration says."""
+
+    buckets: dict[str, str] = field(default_factory=dict)
+    objects: dict[tuple[str, str], str] = field(default_factory=dict)
+    uploads: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
+    queues: dict[str, str] = field(default_factory=dict)
+
+    def bucket_default(self, bucket: str) -> str | None:
+        return self.buckets.get(bucket)
+
+    def object(self, bucket: str, key: str) -> str | None:
+        return self.objects.get((bucket, key))
+
+    def multipart_upload(self, bucket: str, key: str, upload_id: str) -> str | None:
+        return self.uploads.get(upload_id)
+
+    def table(self, table_arn: str) -> str | None:
+        return self.tables.get(table_arn)
+
+    def queue(self, queue_arn: str) -> str | None:
+        return self.queues.get(queue_arn)
+
+
+# The bucket's default is KEY; the staged object was written with it, cas/old before (no KMS).
+ENCRYPTED = Keys(
+    buckets={"bkt": KEY},
+    objects={("bkt", "staging/a b+c"): KEY, ("bkt", "staging/x y"): KEY, ("src", "x"): OTHER_KEY},
+    uploads={"up-1": KEY},
+    tables={TABLE + "enc": KEY},
+    queues={QUEUE: KEY},
+)
+COPY = {"Bucket": "bkt", "Key": "cas/h", "CopySource": {"Bucket": "bkt", "Key": "staging/x y"}}
+S3_KMS_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
+    ("put_object", {**K, "Body": b"x"}, [("kms:GenerateDataKey", KEY)]),
+    (
+        "put_object",
+        {**K, "Body": b"x", "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": OTHER_KEY},
+        [("kms:GenerateDataKey", OTHER_KEY)],
+    ),
+    ("put_object", {**K, "Body": b"x", "ServerSideEncryption": "AES256"}, []),
+    ("put_object", {**K, "Body": b"x", "ServerSideEncryption": "aws:kms"}, []),  # aws/s3
+    ("get_object", K, [("kms:Decrypt", KEY)]),
+    ("get_object", {"Bucket": "bkt", "Key": "cas/old"}, []),
+    ("head_object", K, []),
+    ("head_object", {**K, "ChecksumMode": "ENABLED"}, [("kms:Decrypt", KEY)]),
+    ("delete_object", K, []),
+    ("list_objects_v2", {"Bucket": "bkt"}, []),
+    ("get_object_tagging", K, []),
+    ("copy_object", COPY, [("kms:Decrypt", KEY), ("kms:GenerateDataKey", KEY)]),
+    (
+        "copy_object",
+        {**COPY, "CopySource": {"Bucket": "src", "Key": "x"}},
+        [("kms:Decrypt", OTHER_KEY), ("kms:GenerateDataKey", KEY)],
+    ),
+    ("create_multipart_upload", K, [("kms:GenerateDataKey", KEY)]),
+    # A part is encrypted with the upload's data key, which S3 decrypts as the caller
+    ("upload_part", {**UP, "PartNumber": 1, "Body": b"x"}, [("kms:Decrypt", KEY)]),
+    (
+        "upload_part_copy",
+        {**UP, "PartNumber": 1, "CopySource": {"Bucket": "src", "Key": "x"}},
+        [("kms:Decrypt", OTHER_KEY), ("kms:Decrypt", KEY)],
+    ),
+    (
+        "complete_multipart_upload",
+        {**UP, "MultipartUpload": {"Parts": [{"ETag": "e", "PartNumber": 1}]}},
+        [("kms:Decrypt", KEY)],
+    ),
+    ("list_parts", UP, []),
+    ("abort_multipart_upload", UP, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("operation", "params", "expected"),
+    S3_KMS_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(S3_KMS_CASES)],
+)
+def test_s3_on_an_sse_kms_bucket_asks_for_the_key_actions_s3_asks(
+    operation: str, params: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    request = sent("s3", operation, **params)
+    plain = required(request)
+
+    # The S3 actions first, unchanged; then what the object's (or the new object's) key needs
+    assert required(request, keys=ENCRYPTED) == plain + expected
+    if "SSEKMSKeyId" not in params:  # a key the request names applies to any bucket
+        assert required(request, keys=Keys()) == plain
+
+
+def test_a_presigned_put_asks_its_signer_for_a_data_key() -> None:
+    signer = _client("s3", signature_version="s3v4")
+    url = signer.generate_presigned_url("put_object", Params=K, ExpiresIn=60)
+    request = _request("PUT", url, {"Content-Length": "1"}, b"x")
+
+    assert iam.access_key_of(request) == "AKIDEXAMPLE"
+    assert required(request, keys=ENCRYPTED) == [
+        ("s3:PutObject", OBJ),
+        ("kms:GenerateDataKey", KEY),
+    ]
+
+
+def _update(table: str) -> dict[str, Any]:
+    return {
+        "TableName": table,
+        "Key": _key("1"),
+        "UpdateExpression": "SET x = :x",
+        "ExpressionAttributeValues": {":x": {"N": "1"}},
+    }
+
+
+DDB_KMS_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
+    ("get_item", {"TableName": "enc", "Key": _key("1")}, [("kms:Decrypt", KEY)]),
+    ("put_item", {"TableName": "enc", "Item": _key("1")}, [("kms:Decrypt", KEY)]),
+    ("update_item", _update("enc"), [("kms:Decrypt", KEY)]),
+    ("delete_item", {"TableName": "enc", "Key": _key("1")}, [("kms:Decrypt", KEY)]),
+    ("scan", {"TableName": "enc"}, [("kms:Decrypt", KEY)]),
+    (
+        "query",
+        {
+            "TableName": "enc",
+            "IndexName": "by-owner",
+            "KeyConditionExpression": "o = :o",
+            "ExpressionAttributeValues": {":o": {"S": "x"}},
+        },
+        [("kms:Decrypt", KEY)],
+    ),
+    (
+        "transact_write_items",
+        {"TransactItems": [{"Update": _update("enc")}, {"Update": _update("plain")}]},
+        [("kms:Decrypt", KEY)],
+    ),
+    (
+        "batch_get_item",
+        {"RequestItems": {"enc": {"Keys": [_key("1")]}, "plain": {"Keys": [_key("2")]}}},
+        [("kms:Decrypt", KEY)],
+    ),
+    ("get_item", {"TableName": "plain", "Key": _key("1")}, []),
+    ("describe_table", {"TableName": "enc"}, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("operation", "params", "expected"),
+    DDB_KMS_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(DDB_KMS_CASES)],
+)
+def test_dynamodb_on_a_kms_table_asks_for_decrypt_on_its_key(
+    operation: str, params: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    request = sent("dynamodb", operation, **params)
+    assert required(request, keys=ENCRYPTED) == required(request) + expected
+
+
+SQS_KMS_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
+    (
+        "send_message",
+        {"QueueUrl": QUEUE_URL, "MessageBody": "m"},
+        [("kms:GenerateDataKey", KEY), ("kms:Decrypt", KEY)],
+    ),
+    (
+        "send_message_batch",
+        {"QueueUrl": QUEUE_URL, "Entries": [{"Id": "1", "MessageBody": "m"}]},
+        [("kms:GenerateDataKey", KEY), ("kms:Decrypt", KEY)],
+    ),
+    ("receive_message", {"QueueUrl": QUEUE_URL}, [("kms:Decrypt", KEY)]),
+    ("delete_message", {"QueueUrl": QUEUE_URL, "ReceiptHandle": "r"}, []),
+    ("get_queue_attributes", {"QueueUrl": QUEUE_URL, "AttributeNames": ["All"]}, []),
+    ("receive_message", {"QueueUrl": f"{QUEUE_URL}-dlq"}, []),  # not encrypted with a key
+]
+
+
+@pytest.mark.parametrize(
+    ("operation", "params", "expected"),
+    SQS_KMS_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(SQS_KMS_CASES)],
+)
+def test_sqs_on_a_kms_queue_asks_producers_and_consumers_for_the_key(
+    operation: str, params: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    request = sent("sqs", operation, **params)
+    assert required(request, keys=ENCRYPTED) == required(request) + expected
+
+
+@pytest.mark.parametrize(
+    ("named", "expected"),
+    [
+        (KEY, KEY),
+        ("1234abcd-12ab-34cd-56ef-1234567890ab", KEY),
+        ("alias/mine", f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/mine"),
+        ("alias/aws/s3", None),
+        (f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/aws/sqs", None),
+    ],
+)
+def test_a_key_named_by_id_is_seen_by_its_arn_and_aws_managed_keys_need_no_grant(
+    named: str, expected: str | None
+) -> None:
+    assert iam.key_arn(named, region=REGION, account_id=ACCOUNT) == expected
+
+
+def test_the_kms_grants_exist_only_with_a_key(principals: dict[str, iam.Principal]) -> None:
+    # Given the template's roles with KmsKeyArn set (the UseKms branch) and without (the default)
+    with_key = iam.function_principals(template(), dataclasses.replace(RESOURCES, kms_key_arn=KEY))
+    policies = {name: _policy(p) for name, p in with_key.items()}
+
+    # Then the API and the worker may decrypt and make data keys, reconciliation and the
+    # collector only decrypt, the page nothing; and without a key no role has a KMS grant
+    for name in ("ApiFunction", "WorkerFunction"):
+        assert policies[name].allows("kms:Decrypt", KEY)
+        assert policies[name].allows("kms:GenerateDataKey", KEY)
+    for name in ("ReconcileFunction", "CollectorFunction"):
+        assert policies[name].allows("kms:Decrypt", KEY)
+        assert not policies[name].allows("kms:GenerateDataKey", KEY)
+    assert not policies["PageFunction"].allows("kms:Decrypt", KEY)
+    assert not any(policies[name].allows("kms:Decrypt", OTHER_KEY) for name in policies)
+    assert not any(
+        a.startswith("kms:") for p in principals.values() for a, _ in _policy(p).grants()
+    )

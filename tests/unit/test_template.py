@@ -6,7 +6,9 @@ check what cfn-lint cannot know: what onecopy needs from each resource.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -60,12 +62,37 @@ def test_bucket_blocks_every_kind_of_public_access() -> None:
 
 def test_bucket_encrypts_by_default_and_disables_acls() -> None:
     bucket = resource("FilesBucket")
-    rules = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert [r["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules] in (
-        ["AES256"],
-        ["aws:kms"],
-    )
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    condition, with_key, without = rule["ServerSideEncryptionByDefault"]["Fn::If"]
+    assert condition == "UseKms"
+    assert without == {"SSEAlgorithm": "AES256"}
+    assert with_key == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Ref": "KmsKeyArn"}}
+    # S3 Bucket Keys: KMS requests do not grow with the number of uploads.
+    assert rule["BucketKeyEnabled"] == {"Fn::If": ["UseKms", True, {"Ref": "AWS::NoValue"}]}
     assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+
+
+def test_the_kms_parameter_encrypts_tables_and_queues_with_the_key() -> None:
+    assert template()["Conditions"]["UseKms"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "KmsKeyArn"}, ""]}]
+    }
+    for table in ("UploadsTable", "ContentsTable", "HoldingsTable", "StatsTable"):
+        condition, with_key, without = resource(table)["SSESpecification"]["Fn::If"]
+        assert condition == "UseKms"
+        assert with_key == {
+            "SSEEnabled": True,
+            "SSEType": "KMS",
+            "KMSMasterKeyId": {"Ref": "KmsKeyArn"},
+        }
+        assert without == {"SSEEnabled": True}
+    for queue in ("IngestQueue", "IngestDeadLetterQueue"):
+        props = resource(queue)
+        assert props["KmsMasterKeyId"] == {
+            "Fn::If": ["UseKms", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]
+        }
+        assert props["SqsManagedSseEnabled"] == {
+            "Fn::If": ["UseKms", {"Ref": "AWS::NoValue"}, True]
+        }
 
 
 def test_bucket_policy_denies_every_request_without_tls() -> None:
@@ -272,7 +299,7 @@ def test_function_permissions_name_this_stacks_tables_and_bucket_prefixes(functi
     # Given the function's policies: inline documents only (no managed or SAM template policies)
     policies = _setting(function, "Policies") or []
     assert all(isinstance(p, dict) and "Statement" in p for p in policies)
-    statements = [s for p in policies for s in p["Statement"]]
+    statements = [s for p in policies for s in _unconditional(p["Statement"], kms=True)]
 
     # Then each allows named actions on named resources of this stack
     for statement in statements:
@@ -288,9 +315,15 @@ def test_function_permissions_name_this_stacks_tables_and_bucket_prefixes(functi
             assert all("/cas/" not in str(arn) for arn in _as_list(statement["Resource"]))
 
 
+# Actions IAM authorizes on no resource but "*" (the service has no resource-level permissions).
+RESOURCELESS_ACTIONS = {"cloudwatch:GetMetricData"}
+
+
 def _names_a_resource_of_this_stack(arn: Any, statement_actions: list[Any]) -> bool:
+    if arn == "*":
+        return set(statement_actions) <= RESOURCELESS_ACTIONS
     if not isinstance(arn, dict):
-        return False  # a literal ARN or "*"
+        return False  # a literal ARN
     if "Fn::GetAtt" in arn:
         target = arn["Fn::GetAtt"]
         logical_id, attribute = target.split(".") if isinstance(target, str) else target
@@ -298,6 +331,8 @@ def _names_a_resource_of_this_stack(arn: Any, statement_actions: list[Any]) -> b
             # The bucket itself, only for ListBucket (what makes a missing key 404, not 403).
             return statement_actions == ["s3:ListBucket"]
         return attribute == "Arn" and _type(logical_id) in GRANTABLE_BY_ARN
+    if arn == {"Ref": "KmsKeyArn"}:  # the one key the stack is given, for kms: actions only
+        return all(str(a).startswith("kms:") for a in statement_actions)
     if "Ref" in arn:  # a secret's Ref is its ARN
         return _type(arn["Ref"]) == "AWS::SecretsManager::Secret"
     match = re.fullmatch(r"\$\{(\w+)\.Arn\}/(.+)", arn.get("Fn::Sub", ""))
@@ -349,8 +384,13 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ("dynamodb:GetItem", "ContentsTable"),  # deleting an upload older than its flag
         ("dynamodb:UpdateItem", "ContentsTable"),  # held duplicate's and deletion's references
         ("dynamodb:Scan", "ContentsTable"),  # list_contents (GET /admin/hashes)
+        ("dynamodb:Query", "ContentsTable/index/collectable"),  # collector_backlog (health)
         ("dynamodb:BatchGetItem", "StatsTable"),  # read_stats
         ("dynamodb:UpdateItem", "StatsTable"),  # held duplicate's and deletion's counters
+        ("dynamodb:GetItem", "StatsTable"),  # read_operations (health)
+        ("sqs:GetQueueAttributes", "IngestQueue"),  # health: queue depth
+        ("sqs:GetQueueAttributes", "IngestDeadLetterQueue"),  # health: dead letters
+        ("cloudwatch:GetMetricData", "*"),  # health: the oldest message's age
         ("s3:PutObject", "FilesBucket/staging/*"),  # presigned PUT and parts, create, complete
         ("s3:ListMultipartUploadParts", "FilesBucket/staging/*"),  # list_parts
         ("s3:AbortMultipartUpload", "FilesBucket/staging/*"),  # abort_multipart
@@ -389,12 +429,15 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ("dynamodb:GetItem", "ContentsTable"),  # get_content (the decision)
         ("dynamodb:UpdateItem", "ContentsTable"),  # mark_collecting, mark_gone
         ("s3:DeleteObject", "FilesBucket/cas/*"),  # the only deleter of stored contents
+        ("dynamodb:UpdateItem", "StatsTable"),  # record_collection (the operations record)
     },
 }
 
 
 def _resource_name(arn: Any) -> str:
     """`!GetAtt X.Arn` -> X, `!Sub "${X.Arn}/p"` -> X/p, `!Ref X` -> X."""
+    if arn == "*":
+        return "*"
     if "Fn::GetAtt" in arn:
         target = arn["Fn::GetAtt"]
         return str(target.split(".")[0] if isinstance(target, str) else target[0])
@@ -405,8 +448,27 @@ def _resource_name(arn: Any) -> str:
     return match[1] + match[2]
 
 
-def _grants(function: str) -> set[tuple[str, str]]:
-    statements = [s for p in _setting(function, "Policies") or [] for s in p["Statement"]]
+def _unconditional(statements: list[Any], *, kms: bool) -> list[Any]:
+    """The statements as deployed with KmsKeyArn set (kms) or empty: a statement under
+    `!If [UseKms, statement, !Ref AWS::NoValue]` exists only with the key."""
+    out = []
+    for statement in statements:
+        if "Fn::If" in statement:
+            condition, if_true, if_false = statement["Fn::If"]
+            assert condition == "UseKms" and if_false == {"Ref": "AWS::NoValue"}, statement
+            if kms:
+                out.append(if_true)
+        else:
+            out.append(statement)
+    return out
+
+
+def _grants(function: str, *, kms: bool = False) -> set[tuple[str, str]]:
+    statements = [
+        s
+        for p in _setting(function, "Policies") or []
+        for s in _unconditional(p["Statement"], kms=kms)
+    ]
     return {
         (action, _resource_name(arn))
         for s in statements
@@ -418,6 +480,26 @@ def _grants(function: str) -> set[tuple[str, str]]:
 @pytest.mark.parametrize("function", sorted(EXPECTED_GRANTS))
 def test_each_function_is_granted_exactly_what_its_code_calls(function: str) -> None:
     assert _grants(function) == EXPECTED_GRANTS[function]
+
+
+# With KmsKeyArn set, each function may also use the key, for exactly the calls it makes:
+# DynamoDB decrypts a table's key as its caller (every table access: kms:Decrypt); S3 with
+# SSE-KMS needs kms:GenerateDataKey to write (a presigned PUT or part is authorized as its
+# signer, the API) and kms:Decrypt to read or to complete a multipart upload; SQS needs
+# kms:Decrypt to receive (S3 itself, not a function, sends into the queue).
+EXPECTED_KMS_GRANTS: dict[str, set[tuple[str, str]]] = {
+    "ApiFunction": {("kms:Decrypt", "KmsKeyArn"), ("kms:GenerateDataKey", "KmsKeyArn")},
+    "WorkerFunction": {("kms:Decrypt", "KmsKeyArn"), ("kms:GenerateDataKey", "KmsKeyArn")},
+    "ReconcileFunction": {("kms:Decrypt", "KmsKeyArn")},
+    "CollectorFunction": {("kms:Decrypt", "KmsKeyArn")},
+    "PageFunction": set(),
+}
+
+
+@pytest.mark.parametrize("function", sorted(EXPECTED_KMS_GRANTS))
+def test_with_a_kms_key_each_function_may_use_it_for_exactly_its_calls(function: str) -> None:
+    added = _grants(function, kms=True) - _grants(function)
+    assert added == EXPECTED_KMS_GRANTS[function]
 
 
 def test_every_function_is_accounted_for() -> None:
@@ -502,3 +584,200 @@ def test_every_page_file_has_a_route_to_the_page_function_and_nothing_else_does(
 
 def test_the_api_function_no_longer_answers_the_root() -> None:
     assert ("GET", "/") not in _routes("ApiFunction")
+
+
+# --- operations: alarms, dashboard, logs, tracing -------------------------------------------------
+
+# Each alarm: (namespace, metric, dimension name -> the logical id or value it names, statistic,
+# threshold, comparison). The 5xx rate is metric math, checked on its own below.
+ALARMS: dict[str, tuple[str, str, dict[str, Any], str, Any]] = {
+    "DeadLetterQueueAlarm": (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"QueueName": {"Fn::GetAtt": "IngestDeadLetterQueue.QueueName"}},
+        "Maximum",
+        0,
+    ),
+    "IngestBacklogAlarm": (
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+        {"QueueName": {"Fn::GetAtt": "IngestQueue.QueueName"}},
+        "Maximum",
+        {"Ref": "OldestMessageAlarmSeconds"},
+    ),
+    "WorkerErrorsAlarm": (
+        "AWS/Lambda",
+        "Errors",
+        {"FunctionName": {"Ref": "WorkerFunction"}},
+        "Sum",
+        0,
+    ),
+    "WorkerThrottlesAlarm": (
+        "AWS/Lambda",
+        "Throttles",
+        {"FunctionName": {"Ref": "WorkerFunction"}},
+        "Sum",
+        0,
+    ),
+    "ApiErrorsAlarm": ("AWS/Lambda", "Errors", {"FunctionName": {"Ref": "ApiFunction"}}, "Sum", 0),
+    "ApiThrottlesAlarm": (
+        "AWS/Lambda",
+        "Throttles",
+        {"FunctionName": {"Ref": "ApiFunction"}},
+        "Sum",
+        0,
+    ),
+    "CollectorErrorsAlarm": (
+        "AWS/Lambda",
+        "Errors",
+        {"FunctionName": {"Ref": "CollectorFunction"}},
+        "Sum",
+        0,
+    ),
+    "ReconcileErrorsAlarm": (
+        "AWS/Lambda",
+        "Errors",
+        {"FunctionName": {"Ref": "ReconcileFunction"}},
+        "Sum",
+        0,
+    ),
+    "CounterDriftAlarm": ("onecopy", "CounterDrift", {"service": "onecopy"}, "Maximum", 0),
+}
+
+
+def _of_type(kind: str) -> dict[str, Any]:
+    return {k: r for k, r in template()["Resources"].items() if r["Type"] == kind}
+
+
+def test_every_alarm_is_accounted_for_and_notifies_the_topic() -> None:
+    alarms = _of_type("AWS::CloudWatch::Alarm")
+    assert set(alarms) == set(ALARMS) | {"Api5xxRateAlarm"}
+    for name, alarm in alarms.items():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert props["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        assert props["ComparisonOperator"] == "GreaterThanThreshold", name
+        assert props["TreatMissingData"] == "notBreaching", name
+        # The description is the runbook line, and points at the README's section.
+        assert f"README: Runbook, {name}" in " ".join(props["AlarmDescription"].split()), name
+
+
+@pytest.mark.parametrize("name", sorted(ALARMS))
+def test_each_alarm_watches_its_metric_at_its_threshold(name: str) -> None:
+    namespace, metric, dimensions, statistic, threshold = ALARMS[name]
+    props = resource(name)
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == (
+        namespace,
+        metric,
+        statistic,
+    )
+    assert {d["Name"]: d["Value"] for d in props["Dimensions"]} == dimensions
+    assert props["Threshold"] == threshold
+
+
+def test_the_5xx_alarm_is_a_rate_over_the_apis_requests() -> None:
+    props = resource("Api5xxRateAlarm")
+    queries = {q["Id"]: q for q in props["Metrics"]}
+    for query_id, metric in (("errors", "5xx"), ("requests", "Count")):
+        stat = queries[query_id]["MetricStat"]
+        assert stat["Metric"]["Namespace"] == "AWS/ApiGateway"
+        assert stat["Metric"]["MetricName"] == metric
+        assert {"Name": "ApiId", "Value": {"Ref": "HttpApi"}} in stat["Metric"]["Dimensions"]
+        assert queries[query_id]["ReturnData"] is False
+    assert queries["rate"]["Expression"] == "IF(requests > 0, 100 * errors / requests, 0)"
+    assert queries["rate"]["ReturnData"] is True
+    assert props["Threshold"] == 1  # percent
+
+
+def test_the_alarm_topic_gets_an_email_subscription_only_when_asked() -> None:
+    subscription = template()["Resources"]["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+    assert template()["Parameters"]["AlarmEmail"]["Default"] == ""
+
+
+def _dashboard() -> dict[str, Any]:
+    body = resource("Dashboard")["DashboardBody"]["Fn::Sub"]
+    names = set(re.findall(r"\$\{([^}]+)\}", body))
+    assert names <= {
+        "AWS::Region",
+        "WorkerFunction",
+        "ApiFunction",
+        "CollectorFunction",
+        "HttpApi",
+        "IngestQueue.QueueName",
+        "IngestDeadLetterQueue.QueueName",
+    }, names
+    for name in names:
+        logical_id = name.split(".")[0]
+        assert logical_id == "AWS::Region" or logical_id in template()["Resources"], name
+    parsed: dict[str, Any] = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))
+    return parsed
+
+
+def test_the_dashboard_is_valid_json_and_shows_what_an_operator_needs() -> None:
+    widgets = _dashboard()["widgets"]
+    titles = " | ".join(w["properties"]["title"] for w in widgets)
+    for wanted in (
+        "Uploads per minute, by outcome",
+        "Dedup ratio",
+        "Bytes saved",
+        "PUT-to-terminal latency",
+        "Ingest queue",
+        "Dead-letter queue",
+        "Errors and throttles",
+        "Lambda duration",
+        "Lambda concurrency",
+    ):
+        assert wanted in titles, wanted
+    metrics = [m for w in widgets for m in w["properties"]["metrics"]]
+    names = {m[1] for m in metrics if isinstance(m[0], str)}
+    assert {"FilesStored", "ContentsMatched", "DuplicatesFound", "UploadsRejected"} <= names
+    assert {"ProcessingLatency", "BytesSaved", "ApproximateAgeOfOldestMessage"} <= names
+    assert {"Errors", "Throttles", "Duration", "ConcurrentExecutions", "5xx"} <= names
+    latency = [m for m in metrics if m[1:2] == ["ProcessingLatency"]]
+    assert {m[-1]["stat"] for m in latency} == {"p50", "p99"}
+    for widget in widgets:  # CloudWatch's widget schema: a placed metric widget
+        assert widget["type"] == "metric"
+        assert {"x", "y", "width", "height"} <= widget.keys()
+        assert widget["properties"]["region"] == "x"  # ${AWS::Region}
+
+
+def test_the_workers_metrics_the_dashboard_reads_are_the_ones_it_emits() -> None:
+    worker = (Path(__file__).resolve().parents[2] / "src/handlers/worker.py").read_text()
+    metrics = [m for w in _dashboard()["widgets"] for m in w["properties"]["metrics"]]
+    for metric in metrics:
+        if isinstance(metric[0], str) and metric[0] == "onecopy":
+            assert f'"{metric[1]}"' in worker, metric[1]
+
+
+def test_every_function_logs_to_its_own_group_kept_for_the_retention_parameter() -> None:
+    for function in _functions():
+        group = _setting(function, "LoggingConfig")["LogGroup"]
+        assert group == {"Ref": f"{function}Logs"}
+        props = resource(f"{function}Logs")
+        assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        assert props["LogGroupName"] == {"Fn::Sub": f"/onecopy/${{AWS::StackName}}/{function}"}
+    assert int(template()["Parameters"]["LogRetentionDays"]["Default"]) == 30
+
+
+def test_the_api_writes_a_json_access_log_with_the_caller() -> None:
+    settings = resource("HttpApi")["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": "ApiAccessLogs.Arn"} or settings[
+        "DestinationArn"
+    ] == {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}
+    line = json.loads(settings["Format"])
+    assert line["requestId"] == "$context.requestId"
+    assert line["routeKey"] == "$context.routeKey"
+    assert line["status"] == "$context.status"
+    assert line["latencyMs"] == "$context.responseLatency"
+    assert line["sub"] == "$context.authorizer.claims.sub"
+    assert resource("ApiAccessLogs")["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_tracing_is_a_parameter_off_by_default() -> None:
+    assert template()["Parameters"]["Tracing"]["Default"] == "Disabled"
+    assert template()["Globals"]["Function"]["Tracing"] == {
+        "Fn::If": ["TracingActive", "Active", "PassThrough"]
+    }
