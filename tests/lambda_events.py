@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus, unquote_plus
+from urllib.parse import parse_qsl, quote_plus, unquote_plus
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 
@@ -53,7 +53,15 @@ def http_event(
         claims["cognito:username"] = sub
         if groups:
             claims["cognito:groups"] = "[" + " ".join(groups) + "]"
+    path, _, query = path.partition("?")
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["rawQueryString"] = query
+    if query:
+        # As API Gateway passes them on: repeated names joined with commas.
+        params: dict[str, list[str]] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            params.setdefault(name, []).append(value)
+        event["queryStringParameters"] = {name: ",".join(v) for name, v in params.items()}
     event["requestContext"]["http"]["method"] = method
     event["requestContext"]["requestId"] = uuid.uuid4().hex[:16]
     event["pathParameters"] = {"proxy": path.lstrip("/")}

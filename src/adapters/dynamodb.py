@@ -382,17 +382,20 @@ class Ledger:
                     yield str(_plain(item)["sha256"])
 
     def list_contents(self, limit: int, after: str | None) -> tuple[list[Content], str | None]:
-        """One page of the LIVE contents, in DynamoDB's (stable) scan order.
+        """One page of the contents held (LIVE and referenced), in DynamoDB's (stable) scan order.
 
         A scan resumed from a key returns every item that existed throughout exactly once, however
         many items are added meanwhile, which is the guarantee the hash list makes to clients.
-        Collected contents are filtered out after the read: a page may be short while more follow.
+        Contents being collected, collected, or awaiting collection (no live upload) are filtered
+        out after the read, so the list names exactly what the `files` counter counts: a page may
+        be short while more follow.
         """
         kwargs: dict[str, Any] = {
             "TableName": self.contents_table,
             "Limit": limit,
-            "FilterExpression": "attribute_not_exists(#st)",
+            "FilterExpression": "attribute_not_exists(#st) AND upload_count > :zero",
             "ExpressionAttributeNames": {"#st": "state"},
+            "ExpressionAttributeValues": {":zero": {"N": "0"}},
         }
         if after is not None:
             kwargs["ExclusiveStartKey"] = _item({"sha256": after})

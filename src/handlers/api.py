@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
@@ -108,6 +109,26 @@ app = APIGatewayHttpResolver(
 )
 
 
+def _declared_query_only(
+    app: APIGatewayHttpResolver, next_middleware: NextMiddleware
+) -> Response[Any]:
+    # An unknown query parameter is a client's mistake (a misspelt `limit` would silently page by
+    # 100): refuse it, as the document's query (no additional parameters) says, instead of
+    # ignoring it.
+    # (Only on a route of ours: a 404 or 405 answers as such whatever the query.)
+    route = app.context.get("_route")
+    if route is None or not any(route is ours for ours in app._static_routes + app._dynamic_routes):
+        return next_middleware(app)
+    declared = {field.alias for field in route.dependant.query_params}
+    unknown = sorted(set(app.current_event.query_string_parameters or {}) - declared)
+    if unknown:
+        raise InvalidInput(f"unknown query parameter: {unknown[0]!r}")
+    return next_middleware(app)
+
+
+app.use(middlewares=[_declared_query_only])
+
+
 def _reply(description: str, model: Any) -> OpenAPIResponse:
     return {"description": description, "content": {"application/json": {"model": model}}}
 
@@ -192,7 +213,7 @@ _UPLOAD_LINKS = {
     name: {"operationId": operation, "parameters": {param: "$response.body#/upload_id"}}
     for name, operation, param in (
         ("GetUpload", "get_upload_uploads__upload_id__get", "upload_id"),
-        ("AbortUpload", "abort_upload_uploads__upload_id__delete", "upload_id"),
+        ("DeleteUpload", "delete_upload_uploads__upload_id__delete", "upload_id"),
         ("PresignParts", "presign_parts_uploads__upload_id__parts_post", "upload_id"),
         ("ListParts", "list_parts_uploads__upload_id__parts_get", "upload_id"),
         ("CompleteUpload", "complete_upload_uploads__upload_id__complete_post", "upload_id"),

@@ -346,6 +346,21 @@ def test_an_unknown_upload_is_404(api: Api) -> None:
     assert reply.body["message"]
 
 
+def test_a_declared_query_parameter_is_accepted_and_an_unknown_one_named(api: Api) -> None:
+    # Given one upload of alice's
+    api.create()
+
+    # When she lists her uploads with a declared parameter, and with a misspelt one
+    listed = api.call("GET", "/uploads?limit=5&status=PENDING")
+    misspelt = api.call("GET", "/uploads?limit=5&stauts=PENDING")
+
+    # Then the first lists it, and the second is refused, naming the unknown parameter
+    assert listed.status == 200, listed
+    assert len(listed.body["items"]) == 1
+    assert misspelt.status == 400, misspelt
+    assert misspelt.body["message"] == "unknown query parameter: 'stauts'"
+
+
 # --- bad input changes nothing -----------------------------------------------------------------
 
 _OK = {"filename": "a.txt", "size": 3}
@@ -390,6 +405,10 @@ BAD_REQUESTS: list[tuple[str, str, Any]] = [
     ("DELETE", "/uploads", None),
     ("PUT", "/uploads", _OK),
     ("GET", "/nothing-here", None),
+    # A query parameter the route does not declare (a misspelt one would be silently ignored).
+    ("GET", "/uploads?limt=5", None),
+    ("GET", f"/uploads/{'0' * 32}?verbose=1", None),
+    ("POST", "/uploads?size=3", _OK),
     # Beyond Python's 4,300-digit int conversion limit: a ValueError inside the JSON parser.
     ("POST", "/uploads", '{"filename": "a.txt", "size": ' + "9" * 5001 + "}"),
     # Deeper than the interpreter's stack: a RecursionError inside the JSON parser.
