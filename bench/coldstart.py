@@ -35,7 +35,7 @@ from bench._common import ROOT, SRC, child_env, median, table, use_code_root
 
 NAME = "coldstart"
 BASELINE = "boto3"
-HANDLERS = ("handlers.api", "handlers.worker", "handlers.reconcile")
+HANDLERS = ("handlers.api", "handlers.worker", "handlers.reconcile", "handlers.collector")
 TARGET_RATIO = 1.5
 # Lambda's Python runtime ships boto3 without awscrt; this venv has it (aws-sam-cli pulls it in)
 # and boto3.s3.transfer imports it when present, so it is hidden to import what Lambda imports.
@@ -72,8 +72,8 @@ def function_env() -> dict[str, str]:
         user_pool_id="us-east-1_onecopy",
         user_pool_client_id="onecopyappclient",
         stats_shards=int(parameter_default("StatsShards")),
-        queue_url="",
-        dlq_url="",
+        queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/onecopy-ingest",
+        dlq_url="https://sqs.us-east-1.amazonaws.com/123456789012/onecopy-ingest-dlq",
         queue_arn="arn:aws:sqs:us-east-1:123456789012:onecopy-ingest",
         dlq_arn="arn:aws:sqs:us-east-1:123456789012:onecopy-ingest-dlq",
         page_token_secret_arn=(
@@ -413,6 +413,77 @@ def report_packaging(figures: Sequence[Layouts]) -> str:
     )
 
 
+# --- what X-Ray tracing costs a cold start ----------------------------------------------------
+
+# What Lambda adds to a function's environment when the template's Tracing parameter is Active.
+TRACED_ENV = {
+    "_X_AMZN_TRACE_ID": (
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    ),
+    "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
+    "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+}
+_TRACE_TIMER = _NO_CRT + (
+    "import sys, time\n_s = time.perf_counter()\nimport {module}\n"
+    "elapsed = time.perf_counter() - _s\n"
+    "sdk = sorted(m for m in sys.modules if m.split('.')[0] in ('aws_xray_sdk', 'opentelemetry'))\n"
+    "print(elapsed, len(sdk))\n"
+)
+
+
+@dataclass(frozen=True)
+class TracingFigures:
+    module: str
+    untraced_s: list[float]
+    traced_s: list[float]
+    sdk_modules: int  # tracing SDK modules imported, traced or not (0: Lambda's segments only)
+
+
+def _time_traced(module: str, env: dict[str, str]) -> tuple[float, int]:
+    elapsed, sdk = _python(_TRACE_TIMER.format(module=module), env).stdout.split()
+    return float(elapsed), int(sdk)
+
+
+def run_tracing(runs: int = 10, modules: Sequence[str] = HANDLERS) -> list[TracingFigures]:
+    """Each handler imported with and without the environment Tracing: Active gives it."""
+    plain = function_env()
+    traced = {**plain, **TRACED_ENV}
+    figures = []
+    for module in modules:
+        _time_traced(module, plain)  # compile .pyc files outside the measured runs
+        untraced_s, traced_s, sdk = [], [], 0
+        for _ in range(runs):  # alternating, so drift in machine load hits both alike
+            elapsed, found = _time_traced(module, plain)
+            untraced_s.append(elapsed)
+            sdk = max(sdk, found)
+            elapsed, found = _time_traced(module, traced)
+            traced_s.append(elapsed)
+            sdk = max(sdk, found)
+        figures.append(TracingFigures(module, untraced_s, traced_s, sdk))
+    return figures
+
+
+def report_tracing(figures: Sequence[TracingFigures]) -> str:
+    rows = [
+        (
+            f"import {f.module}",
+            median(f.untraced_s) * 1000,
+            median(f.traced_s) * 1000,
+            f"{median(f.traced_s) / median(f.untraced_s):.2f}x",
+            f.sdk_modules,
+        )
+        for f in figures
+    ]
+    n = len(figures[0].untraced_s)
+    return table(
+        f"X-Ray: import time untraced and with Tracing: Active's environment (median of {n}; "
+        "tracing uses Lambda's own segments, no SDK is imported)",
+        ["module", "untraced ms", "traced ms", "traced vs not", "SDK modules"],
+        rows,
+    )
+
+
 def main() -> None:
     print(report(run()))
+    print(report_tracing(run_tracing()))
     print(report_packaging(run_packaging()))

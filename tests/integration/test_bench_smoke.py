@@ -68,15 +68,26 @@ def test_calls_bench_counts_requests_and_prices_them() -> None:
 
 def test_coldstart_bench_times_each_handler_import() -> None:
     # Given fresh interpreters with the functions' settings
-    # When boto3 and one handler are imported once each
-    figures = coldstart.run(runs=1, modules=["handlers.worker"], importtime_runs=1)
+    # When boto3 and every handler are imported once each
+    figures = coldstart.run(runs=1, modules=coldstart.HANDLERS, importtime_runs=1)
 
-    # Then both have an import time, and the handler an importtime breakdown
-    assert [f.module for f in figures] == [coldstart.BASELINE, "handlers.worker"]
+    # Then each has an import time, and each handler an importtime breakdown
+    assert [f.module for f in figures] == [coldstart.BASELINE, *coldstart.HANDLERS]
     for f in figures:
         assert _finite_positive(f.median_s)
     assert all(f.offenders and f.offenders.by_module for f in figures[1:])
     assert "vs boto3" in coldstart.report(figures)
+
+
+def test_coldstart_bench_imports_each_handler_traced_and_not_without_a_tracing_sdk() -> None:
+    # Given fresh interpreters, with and without the environment Tracing: Active gives Lambda
+    # When one handler is imported under each
+    (figures,) = coldstart.run_tracing(runs=1, modules=["handlers.api"])
+
+    # Then both have an import time, and no tracing SDK was imported either way
+    assert _finite_positive(*figures.untraced_s, *figures.traced_s)
+    assert figures.sdk_modules == 0
+    assert "traced vs not" in coldstart.report_tracing([figures])
 
 
 def test_e2e_bench_completes_uploads_on_the_local_stack() -> None:
