@@ -46,7 +46,7 @@ from xml.sax.saxutils import escape
 
 from moto.server import ThreadedMotoServer
 
-from onecopy_local import iam, kms, sigv4
+from onecopy_local import iam, kms, moto_speed, sigv4
 from onecopy_local._http import (
     HOP_BY_HOP,
     LOGGER,
@@ -754,6 +754,7 @@ class Emulator:
     def start(self) -> Emulator:
         # Access logs of moto's werkzeug server would drown everything else.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        moto_speed.install()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
