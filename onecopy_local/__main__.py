@@ -19,6 +19,7 @@ from onecopy_local._http import LOGGER
 from onecopy_local.lambda_runtime import FunctionError
 from onecopy_local.resources import parameter_default
 from onecopy_local.stack import (
+    DEFAULT_API_CONCURRENCY,
     DEFAULT_API_PORT,
     DEFAULT_EMULATOR_PORT,
     DEFAULT_LAMBDA_PORT,
@@ -118,6 +119,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=_count,
         default=DEFAULT_WORKERS,
         help="concurrent queue pollers, each one worker environment (default %(default)s)",
+    )
+    parser.add_argument(
+        "--api-concurrency",
+        type=_positive,
+        default=DEFAULT_API_CONCURRENCY,
+        help="the most execution environments of the API's functions at once: overlapping "
+        "requests each get one, started on demand as Lambda does (default %(default)s)",
     )
     parser.add_argument(
         "--visibility-timeout",
@@ -307,10 +315,11 @@ def _function_rows(stack: LocalStack) -> list[tuple[str, str]]:
             reached.append("Lambda endpoint")
         if logical_id == WORKER_FUNCTION:
             reached.append("the ingest queue's pollers")
+        scaling = f"; up to {pool.size} on demand" if pool.size > pool.warm else ""
         rows.append(
             (
                 logical_id,
-                f"{principal.access_key}  (role {logical_id}Role; process {pids}; "
+                f"{principal.access_key}  (role {logical_id}Role; process {pids}{scaling}; "
                 f"{', '.join(reached)})",
             )
         )
@@ -334,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         emulator_port=args.emulator_port,
         workers=args.workers,
+        api_concurrency=args.api_concurrency,
         visibility_timeout=args.visibility_timeout,
         lambda_port=args.lambda_port,
         duplicate_deliveries=args.duplicate_deliveries,

@@ -160,6 +160,11 @@ class ExecutionEnvironment:
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def exited(self) -> bool:
+        """Started, and gone since (one not yet started is neither alive nor exited)."""
+        return self._process is not None and self._process.poll() is not None
+
     def start(self) -> ExecutionEnvironment:
         """Start the process and wait for its handler to import (Lambda's init phase)."""
         events_read, events_write = os.pipe()
@@ -287,18 +292,31 @@ class ExecutionEnvironment:
 
 
 class FunctionPool:
-    """Up to ``size`` warm environments of one function. An invocation takes an idle one (or
-    waits for one), as Lambda's concurrency does; an environment that died is replaced by a
-    fresh one at the next invocation (a cold start)."""
+    """Up to ``size`` environments of one function, as Lambda's concurrency gives them: an
+    invocation takes an idle warm one, or starts a new one (a cold start, in the invoking
+    thread) while fewer than ``size`` exist, or else waits for one to be idle. ``warm`` of them
+    start with the pool; an environment that died is replaced at the next invocation."""
 
-    def __init__(self, config: FunctionConfig, environ: Mapping[str, str], size: int = 1) -> None:
+    def __init__(
+        self,
+        config: FunctionConfig,
+        environ: Mapping[str, str],
+        size: int = 1,
+        *,
+        warm: int | None = None,
+    ) -> None:
         if size < 1:
             raise ValueError("a function needs at least one environment")
+        warm = size if warm is None else warm
+        if not 1 <= warm <= size:
+            raise ValueError("warm environments must be between 1 and the pool's size")
         self.config = config
         self.size = size
+        self.warm = warm
         self._environ = dict(environ)
         # An idle slot holds its warm environment, or None when it needs a fresh one.
         self._idle: queue.Queue[ExecutionEnvironment | None] = queue.Queue()
+        self._slots = 0  # environments started or starting, up to size
         self._all: list[ExecutionEnvironment] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -313,9 +331,11 @@ class FunctionPool:
             return [e.pid for e in self._all if e.alive and e.pid is not None]
 
     def start(self) -> FunctionPool:
-        """Start every environment now, so that an import error shows at once."""
-        for _ in range(self.size):
+        """Start the warm environments now, so that an import error shows at once."""
+        for _ in range(self.warm):
             self._idle.put(self._fresh())
+        with self._lock:
+            self._slots = self.warm
         return self
 
     def _fresh(self) -> ExecutionEnvironment:
@@ -323,13 +343,31 @@ class FunctionPool:
         with self._lock:
             if self._closed:
                 raise FunctionError({"errorType": "Runtime.Stopped", "errorMessage": "stopping"})
-            self._all = [e for e in self._all if e.alive]
+            # Not `alive`: another invocation's environment may be starting right now.
+            self._all = [e for e in self._all if not e.exited]
             self._all.append(environment)
-        return environment.start()
+        try:
+            return environment.start()
+        except BaseException:
+            with self._lock:
+                self._all = [e for e in self._all if e is not environment]
+            raise
+
+    def _take(self) -> ExecutionEnvironment | None:
+        """An idle environment; None when this invocation is to start a new one."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._slots < self.size:
+                self._slots += 1
+                return None
+        return self._idle.get()
 
     def invoke(self, event: Any, request_id: str | None = None) -> Any:
         request_id = request_id or str(uuid.uuid4())
-        environment = self._idle.get()
+        environment = self._take()
         try:
             if environment is None or not environment.alive:
                 environment = self._fresh()

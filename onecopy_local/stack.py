@@ -81,6 +81,9 @@ DEFAULT_LAMBDA_PORT = 3001  # where `sam local start-lambda` listens
 INVOKABLE_FUNCTIONS = ("ReconcileFunction", "CollectorFunction")
 WORKER_FUNCTION = "WorkerFunction"
 DEFAULT_WORKERS = 2
+# The API's execution environments at most: one starts with the stack, more start (cold) when
+# requests overlap, as Lambda scales a function; each is a process of ~90 MB.
+DEFAULT_API_CONCURRENCY = 8
 DEFAULT_VISIBILITY_TIMEOUT = 5  # seconds; short so that a failed message is retried quickly
 REGION = "us-east-1"
 # Local only, and printed in the banner; it satisfies the template's password policy.
@@ -127,6 +130,7 @@ class LocalStack:
         port: int = DEFAULT_API_PORT,
         emulator_port: int = DEFAULT_EMULATOR_PORT,
         workers: int = DEFAULT_WORKERS,
+        api_concurrency: int = DEFAULT_API_CONCURRENCY,
         visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT,
         prefix: str = "onecopy",
         lambda_port: int = DEFAULT_LAMBDA_PORT,
@@ -144,6 +148,8 @@ class LocalStack:
     ) -> None:
         if workers < 0:
             raise ValueError("workers must not be negative")
+        if api_concurrency < 1:
+            raise ValueError("api_concurrency must be at least 1")
         if visibility_timeout < 0:
             raise ValueError("visibility_timeout must not be negative")
         if metrics_interval < 0:
@@ -151,6 +157,7 @@ class LocalStack:
         self.port = port
         self.emulator_port = emulator_port
         self.workers = workers
+        self.api_concurrency = api_concurrency
         self.visibility_timeout = visibility_timeout
         self.prefix = prefix
         self.lambda_port = lambda_port
@@ -428,13 +435,15 @@ class LocalStack:
     # --- the functions -------------------------------------------------------------------------
 
     def _start_functions(self) -> None:
-        """One environment per function that something here invokes (a route, the Lambda
-        endpoint), and one per poller for the worker; started together (imports are slow)."""
-        wanted = {r.function: 1 for r in self.routes}
-        wanted |= dict.fromkeys(INVOKABLE_FUNCTIONS, 1)
+        """The environments of each function that something here invokes: a route's function up
+        to ``api_concurrency`` of them (one warm at start), one for each function the Lambda
+        endpoint invokes, and one per poller for the worker; the warm ones start together
+        (imports are slow)."""
+        wanted = {r.function: (self.api_concurrency, 1) for r in self.routes}
+        wanted |= dict.fromkeys(INVOKABLE_FUNCTIONS, (1, 1))
         if self.workers:
-            wanted[WORKER_FUNCTION] = self.workers
-        for logical_id, size in wanted.items():
+            wanted[WORKER_FUNCTION] = (self.workers, self.workers)
+        for logical_id, (size, warm) in wanted.items():
             principal = self._principals[logical_id]
             config = function_config(logical_id, self.resources, self.parameter_overrides)
             # On AWS this is Cognito's public endpoint; locally clients must sign in at the
@@ -447,7 +456,7 @@ class LocalStack:
                 endpoint_url=self.endpoint_url,
                 overrides={k: v for k, v in local.items() if k in config.variables},
             )
-            self._pools[logical_id] = FunctionPool(config, environ, size)
+            self._pools[logical_id] = FunctionPool(config, environ, size, warm=warm)
         with ThreadPoolExecutor(max_workers=len(self._pools)) as starting:
             for started in [starting.submit(pool.start) for pool in self._pools.values()]:
                 started.result()

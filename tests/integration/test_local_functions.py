@@ -7,6 +7,7 @@ import os
 import signal
 import textwrap
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,11 @@ def hang(event, context):
 
 def unserializable(event, context):
     return {"when": object()}
+
+def gate(event, context):
+    while not os.path.exists(event["gate"]):
+        time.sleep(0.01)
+    return os.getpid()
 """
 
 
@@ -58,7 +64,9 @@ def code_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _pool(code_root: Path, handler: str, timeout: int = 30) -> FunctionPool:
+def _pool(
+    code_root: Path, handler: str, timeout: int = 30, size: int = 1, warm: int | None = None
+) -> FunctionPool:
     config = FunctionConfig(
         logical_id="Probe",
         handler=f"fn.{handler}",
@@ -71,7 +79,7 @@ def _pool(code_root: Path, handler: str, timeout: int = 30) -> FunctionPool:
     environ = lambda_environ(
         config, access_key="ASIAPROBE", secret_key="secret", endpoint_url="http://127.0.0.1:9"
     )
-    return FunctionPool(config, environ)
+    return FunctionPool(config, environ, size, warm=warm)
 
 
 @pytest.fixture
@@ -102,6 +110,37 @@ def test_a_function_gets_its_own_environment_and_nothing_of_ours(
     assert environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
     assert "AWS_PROFILE" not in environ
     assert set(environ) - {"PWD", "LC_CTYPE"} <= set(echo.environ)
+
+
+def test_overlapping_invocations_get_new_environments_up_to_the_size_then_reuse_them(
+    code_root: Path, tmp_path: Path
+) -> None:
+    # Given a pool of up to 3 environments, one started warm
+    pool = _pool(code_root, "gate", size=3, warm=1).start()
+    gate = tmp_path / "open"
+    try:
+        assert len(pool.pids) == 1
+        # When 4 invocations overlap (each waits for the gate to open)
+        with ThreadPoolExecutor(max_workers=4) as clients:
+            calls = [clients.submit(pool.invoke, {"gate": str(gate)}) for _ in range(4)]
+            # Then 2 more environments start (cold), and no more than the size
+            wait_until(lambda: len(pool.pids) == 3, what="two more environments")
+            running = set(pool.pids)
+            gate.touch()
+            served = {call.result(timeout=60) for call in calls}
+        # And the 4th waited for one of them: every invocation ran in one of the 3
+        assert served <= running and len(served) == 3
+        # And later invocations reuse the warm environments, starting none
+        assert {pool.invoke({"gate": str(gate)}) for _ in range(5)} <= running
+        assert set(pool.pids) == running
+    finally:
+        pool.close()
+
+
+def test_a_pool_needs_between_one_and_size_warm_environments(code_root: Path) -> None:
+    for size, warm in ((0, None), (2, 0), (2, 3)):
+        with pytest.raises(ValueError):
+            _pool(code_root, "echo", size=size, warm=warm)
 
 
 def test_a_handler_error_is_reported_and_the_environment_stays_warm(code_root: Path) -> None:
