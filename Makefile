@@ -54,7 +54,7 @@ sam-build: venv
 	$(BIN)/sam build
 
 pytest: venv
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder
 
 unit: venv
 	$(BIN)/pytest tests/unit

@@ -69,3 +69,9 @@ def _reset_handler_caches() -> None:
 
 # The session's one `onecopy-local` process, shared by the e2e and browser tests.
 from tests.localstack import local_stack  # noqa: E402, F401
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The files marked `long` run for minutes: `make test` hands files to its parallel workers in
+    # this order, so these start first and the workers finish together.
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

@@ -57,7 +57,7 @@ from tests.invariants import State
 from tests.lambda_events import sqs_event
 from tests.pipeline import FakeContext, Pipeline
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 DATA = b"crash me if you can\n"
 FORGED = b"crash ME if you can\n"  # the declared size, other bytes

@@ -89,7 +89,7 @@ from tests.faults import READS, MotoView, Reference, Scheduler, Task
 from tests.invariants import COLLECTING, GONE, LIVE, TERMINAL, check_invariants, read_state
 from tests.lambda_events import s3_notification, sqs_event
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 EXAMPLES = int(os.environ.get("ONECOPY_SOAK_EXAMPLES", "1000"))
 # Ten steps after the history keep 1,000 schedules near the time twelve took before deletion
