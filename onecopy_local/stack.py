@@ -81,9 +81,12 @@ DEFAULT_LAMBDA_PORT = 3001  # where `sam local start-lambda` listens
 INVOKABLE_FUNCTIONS = ("ReconcileFunction", "CollectorFunction")
 WORKER_FUNCTION = "WorkerFunction"
 DEFAULT_WORKERS = 2
-# The API's execution environments at most: one starts with the stack, more start (cold) when
-# requests overlap, as Lambda scales a function; each is a process of ~90 MB.
-DEFAULT_API_CONCURRENCY = 8
+# The API's execution environments at most (one starts with the stack; with more allowed, more
+# start, cold, when requests overlap, as Lambda scales a function; each is a process of ~90 MB).
+# One by default: on 2 cores the emulator's one process is the bottleneck, and parallel API
+# environments answer busy-polling clients faster, which only adds load (`make bench` e2e at 32
+# clients: 7.2 uploads/s with 1, 2.0 with 8; bench/README.md).
+DEFAULT_API_CONCURRENCY = 1
 DEFAULT_VISIBILITY_TIMEOUT = 5  # seconds; short so that a failed message is retried quickly
 REGION = "us-east-1"
 # Local only, and printed in the banner; it satisfies the template's password policy.
