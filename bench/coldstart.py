@@ -40,8 +40,12 @@ TARGET_RATIO = 1.5
 # Lambda's Python runtime ships boto3 without awscrt; this venv has it (aws-sam-cli pulls it in)
 # and boto3.s3.transfer imports it when present, so it is hidden to import what Lambda imports.
 _NO_CRT = "import sys\nsys.modules['awscrt'] = None\n"
+# Prints the import's seconds, and how many tracing SDK modules it brought (the X-Ray figures).
 _TIMER = _NO_CRT + (
-    "import time\n_s = time.perf_counter()\nimport {module}\nprint(time.perf_counter() - _s)\n"
+    "import sys, time\n_s = time.perf_counter()\nimport {module}\n"
+    "elapsed = time.perf_counter() - _s\n"
+    "sdk = [m for m in sys.modules if m.split('.')[0] in ('aws_xray_sdk', 'opentelemetry')]\n"
+    "print(elapsed, len(sdk))\n"
 )
 _IMPORTTIME = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 
@@ -99,8 +103,14 @@ def _python(code: str, env: dict[str, str], *flags: str) -> subprocess.Completed
     return done
 
 
+def _timed_import(module: str, env: dict[str, str]) -> tuple[float, int]:
+    """The import's seconds, and the tracing SDK modules it imported."""
+    elapsed, sdk = _python(_TIMER.format(module=module), env).stdout.split()
+    return float(elapsed), int(sdk)
+
+
 def time_import(module: str, env: dict[str, str]) -> float:
-    return float(_python(_TIMER.format(module=module), env).stdout.strip())
+    return _timed_import(module, env)[0]
 
 
 @dataclass(frozen=True)
@@ -423,12 +433,6 @@ TRACED_ENV = {
     "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
     "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
 }
-_TRACE_TIMER = _NO_CRT + (
-    "import sys, time\n_s = time.perf_counter()\nimport {module}\n"
-    "elapsed = time.perf_counter() - _s\n"
-    "sdk = sorted(m for m in sys.modules if m.split('.')[0] in ('aws_xray_sdk', 'opentelemetry'))\n"
-    "print(elapsed, len(sdk))\n"
-)
 
 
 @dataclass(frozen=True)
@@ -439,24 +443,19 @@ class TracingFigures:
     sdk_modules: int  # tracing SDK modules imported, traced or not (0: Lambda's segments only)
 
 
-def _time_traced(module: str, env: dict[str, str]) -> tuple[float, int]:
-    elapsed, sdk = _python(_TRACE_TIMER.format(module=module), env).stdout.split()
-    return float(elapsed), int(sdk)
-
-
 def run_tracing(runs: int = 10, modules: Sequence[str] = HANDLERS) -> list[TracingFigures]:
     """Each handler imported with and without the environment Tracing: Active gives it."""
     plain = function_env()
     traced = {**plain, **TRACED_ENV}
     figures = []
     for module in modules:
-        _time_traced(module, plain)  # compile .pyc files outside the measured runs
+        _timed_import(module, plain)  # compile .pyc files outside the measured runs
         untraced_s, traced_s, sdk = [], [], 0
         for _ in range(runs):  # alternating, so drift in machine load hits both alike
-            elapsed, found = _time_traced(module, plain)
+            elapsed, found = _timed_import(module, plain)
             untraced_s.append(elapsed)
             sdk = max(sdk, found)
-            elapsed, found = _time_traced(module, traced)
+            elapsed, found = _timed_import(module, traced)
             traced_s.append(elapsed)
             sdk = max(sdk, found)
         figures.append(TracingFigures(module, untraced_s, traced_s, sdk))

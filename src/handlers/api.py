@@ -117,7 +117,7 @@ def _declared_query_only(
     # ignoring it.
     # (Only on a route of ours: a 404 or 405 answers as such whatever the query.)
     route = app.context.get("_route")
-    if route is None or not any(route is ours for ours in app._static_routes + app._dynamic_routes):
+    if route is None or not any(route is ours for ours in _routes()):
         return next_middleware(app)
     declared = {field.alias for field in route.dependant.query_params}
     unknown = sorted(set(app.current_event.query_string_parameters or {}) - declared)
@@ -127,6 +127,11 @@ def _declared_query_only(
 
 
 app.use(middlewares=[_declared_query_only])
+
+
+def _routes() -> list[Any]:
+    # Powertools keeps the registered routes only in these two private lists.
+    return app._static_routes + app._dynamic_routes
 
 
 def _reply(description: str, model: Any) -> OpenAPIResponse:
@@ -774,8 +779,7 @@ def _media_type() -> str:
 
 def _allowed_methods(path: str) -> list[str]:
     # Powertools matches method and path together and calls a miss on either "not found".
-    routes = app._static_routes + app._dynamic_routes
-    return sorted({route.method for route in routes if route.rule.match(path)})
+    return sorted({route.method for route in _routes() if route.rule.match(path)})
 
 
 @app.not_found

@@ -48,6 +48,17 @@ def _items(ddb: Any, table: str) -> list[dict[str, Any]]:
     return sorted(ddb.scan(TableName=table)["Items"], key=str)
 
 
+def _fails(table: str) -> dict[str, Any]:
+    """A transaction part whose condition fails: it requires an item that is not there."""
+    return {
+        "ConditionCheck": {
+            "TableName": table,
+            "Key": {"pk": {"S": "absent"}},
+            "ConditionExpression": "attribute_exists(pk)",
+        }
+    }
+
+
 def test_a_cancelled_transaction_changes_nothing_it_named(ddb: Any) -> None:
     # Given two tables, one with a sort key, and items in both
     plain, sorted_ = _table(ddb), _table(ddb, sort_key=True)
@@ -79,13 +90,7 @@ def test_a_cancelled_transaction_changes_nothing_it_named(ddb: Any) -> None:
                         "ExpressionAttributeValues": {":two": {"N": "2"}},
                     }
                 },
-                {
-                    "ConditionCheck": {
-                        "TableName": plain,
-                        "Key": {"pk": {"S": "absent"}},
-                        "ConditionExpression": "attribute_exists(pk)",
-                    }
-                },
+                _fails(plain),
             ]
         )
 
@@ -131,13 +136,7 @@ def test_the_tables_are_not_copied(ddb: Any) -> None:
         ddb.transact_write_items(
             TransactItems=[
                 {"Put": {"TableName": name, "Item": {"pk": {"S": "x"}}}},
-                {
-                    "ConditionCheck": {
-                        "TableName": name,
-                        "Key": {"pk": {"S": "absent"}},
-                        "ConditionExpression": "attribute_exists(pk)",
-                    }
-                },
+                _fails(name),
             ]
         )
 
