@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from onecopy_local.emulator import Emulator
-from onecopy_local.stack import LocalStack
+from onecopy_local.stack import DEFAULT_API_CONCURRENCY, LocalStack
 
 UNTHROTTLED = 1_000_000  # requests/s and burst: far above what the bench can send
 
@@ -38,6 +38,7 @@ def main(argv: list[str]) -> int:
             _ready(info_file, info)
     elif kind == "stack":
         workers = int(rest[0]) if rest else 2
+        api_concurrency = int(rest[1]) if len(rest) > 1 else DEFAULT_API_CONCURRENCY
         # Every port is picked free (0): a fixed one (the Lambda endpoint's default is 3001)
         # would collide with `make run`, or with another bench or test running meanwhile. The
         # throttle is lifted: the bench measures the stack, not API Gateway's rate limit (a
@@ -47,6 +48,7 @@ def main(argv: list[str]) -> int:
             emulator_port=0,
             lambda_port=0,
             workers=workers,
+            api_concurrency=api_concurrency,
             throttle_rate=UNTHROTTLED,
             throttle_burst=UNTHROTTLED,
         ) as stack:
@@ -54,6 +56,7 @@ def main(argv: list[str]) -> int:
                 "api_url": stack.api_url,
                 "endpoint_url": stack.endpoint_url,
                 "workers": workers,
+                "api_concurrency": api_concurrency,
                 "password": stack.password,  # of the seeded users (alice, bob, admin)
             }
             _ready(info_file, info)

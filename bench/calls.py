@@ -1463,6 +1463,74 @@ def report_month(month: Month) -> str:
     return by_service + "\n" + by_activity + "\n" + storage + "\n" + _notes(paragraphs)
 
 
+# --- what a status request costs: waiting (GET ?wait=20) against polling -----------------------
+
+# How long after the PUT the upload is terminal, on AWS: S3's event, SQS, the worker (seconds).
+STATUS_AFTER_S = (0.5, 1.0, 2.0, 5.0, 20.0)
+# The clients' polling before ?wait: 0.2 s doubling to 2 s (the CLI's; the page's was slower).
+OLD_POLL_FIRST_S, OLD_POLL_MAX_S = 0.2, 2.0
+
+
+def wait_reads(seconds: float) -> int:
+    """The ledger reads of a GET that waits ``seconds`` (service.uploads' schedule)."""
+    use_code_root()
+    from service import uploads
+
+    reads, slept, delay = 1, 0.0, uploads._FIRST_WAIT_READ_SECONDS
+    while slept < seconds - 1e-9:
+        slept += min(delay, seconds - slept)
+        delay = min(delay * uploads._WAIT_READ_BACKOFF, uploads._MAX_WAIT_READ_SECONDS)
+        reads += 1
+    return reads
+
+
+def old_polls(after_s: float) -> tuple[int, float]:
+    """GETs a polling client sent to see an outcome ready ``after_s`` after the PUT, and how
+    late it saw it."""
+    polls, at, delay = 0, 0.0, OLD_POLL_FIRST_S
+    while True:
+        at += delay
+        polls += 1
+        if at >= after_s:
+            return polls, at - after_s
+        delay = min(delay * 2, OLD_POLL_MAX_S)
+
+
+def _status_cost(requests: int, reads: int, billed_ms: float, api_gb: float) -> float:
+    gb_s = math.ceil(billed_ms) / 1000 * api_gb
+    return requests * (APIGW_REQUEST + LAMBDA_REQUEST) + gb_s * LAMBDA_GB_S + reads * DDB_RRU
+
+
+def report_status_wait(memory_gb: dict[str, float]) -> str:
+    """Per million uploads: one waiting GET against a polling client's GETs."""
+    api_gb, read_ms = memory_gb["api"], LATENCY_MS[("dynamodb", "GetItem")]
+    rows = []
+    for after in STATUS_AFTER_S:
+        reads = wait_reads(after)
+        waited = _status_cost(1, reads, INVOCATION_OVERHEAD_MS + after * 1000, api_gb)
+        polls, late = old_polls(after)
+        per_poll_ms = INVOCATION_OVERHEAD_MS + read_ms
+        polled = polls * _status_cost(1, 1, per_poll_ms, api_gb)
+        rows.append(
+            (
+                f"{after:g} s",
+                reads,
+                f"{waited * 1e6:.2f}",
+                polls,
+                f"{polled * 1e6:.2f}",
+                f"{late * 1000:,.0f}",
+            )
+        )
+    return table(
+        "Learning the outcome, per million uploads, USD: one GET /uploads/{id}?wait=20, billed for"
+        f" the time it waits ({api_gb * 1024:g} MB), against polling 0.2 s doubling to 2 s",
+        ["done after PUT", "wait: reads", "wait USD", "polling: GETs", "poll USD", "poll late ms"],
+        rows,
+    )
+
+
 def main() -> None:
     measured = run()
     print(report(measured, MIB))
+    print()
+    print(report_status_wait(function_memory_gb()))

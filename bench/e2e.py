@@ -3,9 +3,17 @@
 The stack (``onecopy_local.LocalStack``: moto behind the strict proxy, the API function behind
 the local API Gateway, its default 2 worker pollers) runs in its own process; N client threads,
 each with its own HTTP session, do what a client does for every upload: POST /uploads with the
-file's size and SHA-256, PUT the bytes to the presigned URL with the signed headers, then poll
-GET /uploads/{id} until the status is terminal. Polls start 10 ms apart and back off 1.5x to
-250 ms (finer than the CLI's 0.2 s start, to resolve latency; polls/upload shows their load).
+file's size and SHA-256, PUT the bytes to the presigned URL with the signed headers, then learn
+the terminal status from GET /uploads/{id}, in one of two ways:
+
+- ``wait`` (what the CLI and the page do): GET /uploads/{id}?wait=20, which the API answers as
+  soon as the upload is done; the stack runs its default API concurrency, as each waiting
+  request holds an execution environment, as on Lambda.
+- ``poll`` (the clients before ?wait existed; the baseline): GETs 10 ms apart backing off 1.5x to
+  250 ms (finer than the old CLI's 0.2 s start, to resolve latency), against one API
+  environment, the stack's default then.
+
+GETs/upload shows each way's load on the API.
 Every file is new random bytes (4 KiB), so each upload ends STORED through the HeadObject path.
 The clients are signed in as alice: one InitiateAuth before the run, as the CLI does, so sign-in
 is not in the figures, but every API request goes through the gateway's JWT validation. The
@@ -33,6 +41,10 @@ WARMUP_UPLOADS = 5
 UPLOAD_DEADLINE_S = 60.0
 USER = "alice"  # a local user the stack seeds
 _FIRST_POLL_S, _BACKOFF, _MAX_POLL_S = 0.010, 1.5, 0.250
+WAIT_S = 20  # the API's maximum
+# How clients learn the outcome, and the API concurrency the stack runs for them (None: the
+# stack's default).
+MODES: dict[str, int | None] = {"poll": 1, "wait": None}
 _TERMINAL = {"STORED", "DUPLICATE", "REJECTED"}
 
 
@@ -49,24 +61,26 @@ class Level:
     clients: int
     wall_s: float
     uploads: list[Upload]
+    mode: str = "wait"
+    api_concurrency: int = 1
 
     @property
     def ok(self) -> list[Upload]:
         return [u for u in self.uploads if u.status in _TERMINAL]
 
 
-def upload_once(session: Any, api_url: str, data: bytes) -> Upload:
+def upload_once(session: Any, api_url: str, data: bytes, mode: str = "wait") -> Upload:
     """One client upload; a failure is a result to count, not a reason to stop the bench."""
     import requests
 
     step = ["POST"]
     try:
-        return _upload(session, api_url, data, step)
+        return _upload(session, api_url, data, step, mode)
     except requests.RequestException as exc:
         return Upload(f"{step[0]} {type(exc).__name__}", 0.0, 0.0, 0)
 
 
-def _upload(session: Any, api_url: str, data: bytes, step: list[str]) -> Upload:
+def _upload(session: Any, api_url: str, data: bytes, step: list[str], mode: str) -> Upload:
     started = time.perf_counter()
     created = session.post(
         f"{api_url}/uploads",
@@ -89,10 +103,14 @@ def _upload(session: Any, api_url: str, data: bytes, step: list[str]) -> Upload:
     landed = time.perf_counter()
     step[0] = "GET"
     delay, polls, status = _FIRST_POLL_S, 0, "PENDING"
+    query = {"wait": WAIT_S} if mode == "wait" else None
     while time.perf_counter() - landed < UPLOAD_DEADLINE_S:
-        time.sleep(delay)
+        if mode == "poll":
+            time.sleep(delay)
         polls += 1
-        seen = session.get(f"{api_url}/uploads/{body['upload_id']}", timeout=30)
+        seen = session.get(
+            f"{api_url}/uploads/{body['upload_id']}", params=query, timeout=30 + WAIT_S
+        )
         status = str(seen.json().get("status")) if seen.status_code == 200 else "GET error"
         if status in _TERMINAL:
             break
@@ -127,7 +145,15 @@ def sign_in(api_url: str, username: str, password: str) -> str:
     return token
 
 
-def run_level(api_url: str, token: str, clients: int, uploads: int, size: int = FILE_SIZE) -> Level:
+def run_level(
+    api_url: str,
+    token: str,
+    clients: int,
+    uploads: int,
+    size: int = FILE_SIZE,
+    mode: str = "wait",
+    api_concurrency: int = 1,
+) -> Level:
     import requests
 
     local = threading.local()
@@ -136,13 +162,13 @@ def run_level(api_url: str, token: str, clients: int, uploads: int, size: int = 
         if not hasattr(local, "session"):
             local.session = requests.Session()
             local.session.headers["Authorization"] = f"Bearer {token}"
-        return upload_once(local.session, api_url, os.urandom(size))
+        return upload_once(local.session, api_url, os.urandom(size), mode)
 
     with ThreadPoolExecutor(max_workers=clients, thread_name_prefix="client") as pool:
         started = time.perf_counter()
         results = list(pool.map(one, range(uploads)))
         wall = time.perf_counter() - started
-    return Level(clients, wall, results)
+    return Level(clients, wall, results, mode, api_concurrency)
 
 
 def run(
@@ -150,13 +176,22 @@ def run(
     *,
     size: int = FILE_SIZE,
     warmup: int = WARMUP_UPLOADS,
+    modes: Sequence[str] = tuple(MODES),
 ) -> list[Level]:
-    with serve("stack") as stack:
-        api_url = stack["api_url"]
-        token = sign_in(api_url, USER, stack["password"])
-        if warmup:
-            run_level(api_url, token, 1, warmup, size)
-        return [run_level(api_url, token, clients, uploads, size) for clients, uploads in levels]
+    """Each mode against a stack of its own, so that neither warms or loads the other's."""
+    results: list[Level] = []
+    for mode in modes:
+        concurrency = MODES[mode]
+        with serve("stack", "2", *([str(concurrency)] if concurrency else [])) as stack:
+            api_url, concurrency = stack["api_url"], stack["api_concurrency"]
+            token = sign_in(api_url, USER, stack["password"])
+            if warmup:
+                run_level(api_url, token, 1, warmup, size, mode)
+            results += [
+                run_level(api_url, token, clients, uploads, size, mode, concurrency)
+                for clients, uploads in levels
+            ]
+    return results
 
 
 def report(levels: Sequence[Level], size: int = FILE_SIZE) -> str:
@@ -168,6 +203,8 @@ def report(levels: Sequence[Level], size: int = FILE_SIZE) -> str:
         failed = Counter(u.status for u in level.uploads if u.status not in _TERMINAL)
         rows.append(
             (
+                level.mode,
+                level.api_concurrency,
                 level.clients,
                 len(level.uploads),
                 len(ok) / level.wall_s,
@@ -182,6 +219,8 @@ def report(levels: Sequence[Level], size: int = FILE_SIZE) -> str:
     return table(
         f"End to end on the local stack ({human_size(size)} files, sha256 declared, 2 workers)",
         [
+            "status by",
+            "API envs",
             "clients",
             "uploads",
             "uploads/s",
@@ -189,12 +228,31 @@ def report(levels: Sequence[Level], size: int = FILE_SIZE) -> str:
             "p99 ms",
             "whole p50 ms",
             "p99 ms",
-            "polls/upload",
+            "GETs/upload",
             "failed",
         ],
         rows,
     )
 
 
+def compare(levels: Sequence[Level]) -> str:
+    """Waiting clients against polling ones at each client count, as ratios."""
+    by = {(level.mode, level.clients): level for level in levels}
+    lines = []
+    for (mode, clients), waited in by.items():
+        polled = by.get(("poll", clients))
+        if mode != "wait" or polled is None or not polled.ok or not waited.ok:
+            continue
+        rate = (len(waited.ok) / waited.wall_s) / (len(polled.ok) / polled.wall_s)
+        p99 = [percentile([u.after_put_s * 1000 for u in lv.ok], 99) for lv in (polled, waited)]
+        lines.append(
+            f"wait vs poll at {clients} clients: {rate:.2f}x uploads/s; "
+            f"PUT->done p99 {p99[0]:,.0f} -> {p99[1]:,.0f} ms"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
-    print(report(run()))
+    levels = run()
+    print(report(levels))
+    print(compare(levels))

@@ -148,7 +148,7 @@ class Api(Protocol):
         self, upload_id: str, parts: Sequence[tuple[int, str]]
     ) -> dict[str, Any]: ...
 
-    def get_upload(self, upload_id: str) -> dict[str, Any]: ...
+    def get_upload(self, upload_id: str, *, wait: int = 0) -> dict[str, Any]: ...
 
     def get_metadata(self, identifier: str) -> dict[str, Any]: ...
 
@@ -317,9 +317,10 @@ class ApiClient:
         path = f"/uploads/{quote(upload_id, safe='')}/complete"
         return _json_object(self.request("POST", path, json=payload, ok=(200, 202)))
 
-    def get_upload(self, upload_id: str) -> dict[str, Any]:
-        response = self.request("GET", f"/uploads/{quote(upload_id, safe='')}")
-        return _json_object(response)
+    def get_upload(self, upload_id: str, *, wait: int = 0) -> dict[str, Any]:
+        """The upload's view; with ``wait`` seconds, once it is done or they have passed."""
+        path = f"/uploads/{quote(upload_id, safe='')}"
+        return _json_object(self.request("GET", f"{path}?wait={wait}" if wait else path))
 
     def get_metadata(self, identifier: str) -> dict[str, Any]:
         return _json_object(self.request("GET", f"/metadata/{quote(identifier, safe='')}"))

@@ -83,10 +83,10 @@ WORKER_FUNCTION = "WorkerFunction"
 DEFAULT_WORKERS = 2
 # The API's execution environments at most (one starts with the stack; with more allowed, more
 # start, cold, when requests overlap, as Lambda scales a function; each is a process of ~90 MB).
-# One by default: on 2 cores the emulator's one process is the bottleneck, and parallel API
-# environments answer busy-polling clients faster, which only adds load (`make bench` e2e at 32
-# clients: 7.2 uploads/s with 1, 2.0 with 8; bench/README.md).
-DEFAULT_API_CONCURRENCY = 1
+# A GET /uploads/{id}?wait=N holds its environment while it waits, as on Lambda, so one would
+# make every other request queue behind a wait; more than a few only compete for the CPU with
+# the emulator's one process, the local bottleneck (`make bench` e2e; bench/README.md).
+DEFAULT_API_CONCURRENCY = 4
 DEFAULT_VISIBILITY_TIMEOUT = 5  # seconds; short so that a failed message is retried quickly
 REGION = "us-east-1"
 # Local only, and printed in the banner; it satisfies the template's password policy.

@@ -357,10 +357,13 @@ def put_bytes(instructions: dict[str, Any], data: bytes) -> requests.Response:
 
 
 def get_upload(
-    api_url: str, upload_id: str, *, headers: Mapping[str, str] | None = None
+    api_url: str, upload_id: str, *, headers: Mapping[str, str] | None = None, wait: int = 0
 ) -> dict[str, Any]:
     response = requests.get(
-        f"{api_url}/uploads/{upload_id}", headers=_auth_headers(api_url, headers), timeout=30
+        f"{api_url}/uploads/{upload_id}",
+        params={"wait": wait} if wait else None,
+        headers=_auth_headers(api_url, headers),
+        timeout=30 + wait,
     )
     assert response.status_code == 200, response.text
     view: dict[str, Any] = response.json()
@@ -374,15 +377,17 @@ def wait_for_terminal(
     *,
     headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Poll GET /uploads/{id} until the upload leaves PENDING."""
+    """GET /uploads/{id}?wait= until the upload leaves PENDING, as the CLI and the page do."""
     deadline = time.monotonic() + timeout
     headers = _auth_headers(api_url, headers)
     while True:
-        view = get_upload(api_url, upload_id, headers=headers)
+        wait = max(0, min(20, int(deadline - time.monotonic())))
+        view = get_upload(api_url, upload_id, headers=headers, wait=wait)
         if view["status"] in TERMINAL:
             return view
         assert time.monotonic() < deadline, f"upload {upload_id} still {view['status']}"
-        time.sleep(0.05)
+        if not wait:
+            time.sleep(0.05)
 
 
 def upload(

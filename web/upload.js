@@ -20,6 +20,8 @@ import {
 
 /** How long an uploaded file may stay PENDING before the page stops waiting for it. */
 const PROCESSING_DEADLINE_MS = 5 * 60 * 1000;
+// How long each status request asks the API to hold on for the upload to finish (its maximum).
+const STATUS_WAIT_SECONDS = 20;
 
 /** Parts of one file in flight at once. */
 const PART_CONCURRENCY = 4;
@@ -130,8 +132,11 @@ export class Api {
     if (!response.ok) throw new UploadError(`Could not cancel upload ${uploadId}.`);
   }
 
-  async getUpload(uploadId) {
-    return (await this.call("GET", `/uploads/${uploadId}`)).data;
+  /** GET /uploads/{id}; with `wait` seconds, the API answers once the upload is done or they
+   * have passed, whichever is first. */
+  async getUpload(uploadId, wait = 0) {
+    const query = wait > 0 ? `?wait=${wait}` : "";
+    return (await this.call("GET", `/uploads/${uploadId}${query}`)).data;
   }
 
   /** An upload's view, or null once it is gone (404). */
@@ -539,15 +544,17 @@ export class Uploader {
   async #poll(uploadId, report) {
     const deadline = Date.now() + PROCESSING_DEADLINE_MS;
     for (let attempt = 0; Date.now() < deadline; attempt += 1) {
-      await sleep(pollDelay(attempt));
-      let body;
+      const asked = Date.now();
+      let body = null;
       try {
-        body = await this.#api.getUpload(uploadId);
+        body = await this.#api.getUpload(uploadId, STATUS_WAIT_SECONDS);
       } catch (error) {
         if (error instanceof SignedOut) throw error;
-        continue; // a failed poll is retried until the deadline: the upload itself succeeded
+        // retried until the deadline: the upload itself succeeded
       }
-      if (isFinal(report({ type: "status", body }).phase)) return;
+      if (body && isFinal(report({ type: "status", body }).phase)) return;
+      // The API waited for us, so ask again at once; an early answer (an error) backs off.
+      if (Date.now() - asked < STATUS_WAIT_SECONDS * 1000) await sleep(pollDelay(attempt));
     }
     throw new UploadError(
       `Uploaded, but not processed within ${PROCESSING_DEADLINE_MS / 60000} minutes. ` +

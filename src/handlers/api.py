@@ -420,17 +420,36 @@ def complete_upload(upload_id: UploadIdParam, body: CompleteRequest) -> Response
     return _json(HTTPStatus.ACCEPTED, UploadView.of(upload).model_dump(mode="json"))
 
 
+# What a waiting GET keeps of the function's remaining time for its last read and its reply.
+_REPLY_MARGIN_SECONDS = 2.0
+
+
 @app.get(
     "/uploads/<upload_id>",
-    summary="The state of one of your uploads",
+    summary="The state of one of your uploads; with wait=N, once it is stored or N s passed",
     security=SIGNED_IN,
     responses={
         200: _reply("The upload", UploadView),
         **_ERRORS,
     },
 )
-def get_upload(upload_id: UploadIdParam) -> Response[UploadView]:
-    upload = uploads.get_upload(upload_id, owner=_owner(), ledger=wiring.ledger())
+def get_upload(
+    upload_id: UploadIdParam,
+    wait: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=uploads.MAX_WAIT_SECONDS,
+            description="Seconds to wait for the upload to leave PENDING before answering "
+            "(answers as soon as it does; 0, the default, answers at once)",
+        ),
+    ] = 0,
+) -> Response[UploadView]:
+    # Never wait into the function's timeout: the answer needs a read and a reply after it.
+    left = app.lambda_context.get_remaining_time_in_millis() / 1000 - _REPLY_MARGIN_SECONDS
+    upload = uploads.await_upload(
+        upload_id, owner=_owner(), ledger=wiring.ledger(), seconds=min(wait, left)
+    )
     return _json(HTTPStatus.OK, UploadView.of(upload).model_dump(mode="json", exclude_none=True))
 
 
@@ -584,10 +603,12 @@ def get_health() -> Response[HealthResponse]:
     return _json(HTTPStatus.OK, body.model_dump(mode="json"))
 
 
+# A Cognito sub is a UUID. Only URL-unreserved characters: Powertools matches routes on the raw
+# (still percent-encoded) path, so any other character would be checked, and erased, encoded.
 OwnerParam = Annotated[
     str,
     Path(
-        pattern=r"^[^/\s]{1,255}$",
+        pattern=r"^[A-Za-z0-9._~-]{1,255}$",
         description="The owner's `sub` claim (`onecopy whoami` shows yours)",
     ),
 ]

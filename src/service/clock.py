@@ -11,3 +11,8 @@ def utcnow() -> datetime:
 def sleep(seconds: float) -> None:
     # Indirect so that tests can make waiting instantaneous.
     time.sleep(seconds)
+
+
+def monotonic() -> float:
+    # Indirect with sleep, so that tests making waiting instantaneous also move this clock.
+    return time.monotonic()

@@ -126,11 +126,40 @@ def create_upload(
     return NewUpload(upload=upload, put=put, expires_at=expires_at)
 
 
-def get_upload(upload_id: str, *, owner: str, ledger: Ledger) -> Upload:
+def get_upload(upload_id: str, *, owner: str, ledger: LedgerPort) -> Upload:
     """The caller's own upload; another owner's answers exactly as an unknown id."""
     return owned(
         ledger.get_upload(upload_id) if is_upload_id(upload_id) else None, owner, upload_id
     )
+
+
+# GET /uploads/{id}?wait=N: the longest a client may ask to wait. API Gateway ends an HTTP API
+# integration at 30 s and the function's timeout (template.yaml) leaves room for the last read.
+MAX_WAIT_SECONDS = 20
+# Reads while waiting: soon at first (most uploads finish within a second of their PUT), then
+# at most one a second, so a 20 s wait costs about 24 reads, not a client's busy polling.
+_FIRST_WAIT_READ_SECONDS = 0.1
+_WAIT_READ_BACKOFF = 1.5
+_MAX_WAIT_READ_SECONDS = 1.0
+
+
+def await_upload(upload_id: str, *, owner: str, ledger: LedgerPort, seconds: float) -> Upload:
+    """The caller's upload as soon as it is terminal, or as it is when ``seconds`` have passed.
+
+    Reads the ledger, never anything the worker writes elsewhere, so waiting changes nothing; an
+    upload deleted while waited on answers 404 as an unknown id, as a fresh GET would.
+    """
+    upload = get_upload(upload_id, owner=owner, ledger=ledger)
+    deadline = clock.monotonic() + max(seconds, 0.0)
+    delay = _FIRST_WAIT_READ_SECONDS
+    while not upload.status.terminal:
+        remaining = deadline - clock.monotonic()
+        if remaining <= 0:
+            break
+        clock.sleep(min(delay, remaining))
+        delay = min(delay * _WAIT_READ_BACKOFF, _MAX_WAIT_READ_SECONDS)
+        upload = get_upload(upload_id, owner=owner, ledger=ledger)
+    return upload
 
 
 def abort_pending(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from handlers import wiring
 from service.ingest import Outcome, ingest_object
 from tests.invariants import State, check_invariants, read_state
 from tests.lambda_events import http_event, sample
+from tests.pipeline import FakeContext
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +30,6 @@ DATA = b"hello from onecopy\n"
 SHA = hashlib.sha256(DATA).hexdigest()
 SIGNED_HEADERS = "content-length;content-type;host;if-none-match"
 ALICE, BOB = "alice-sub", "bob-sub"
-
-
-@dataclass(frozen=True)
-class LambdaContext:
-    function_name: str = "onecopy-ApiFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:onecopy-Api"
-    aws_request_id: str = "7d1b0c1e-2f3a-4b5c-8d9e-0a1b2c3d4e5f"
 
 
 @dataclass(frozen=True)
@@ -64,7 +58,7 @@ class Api:
         """A request as API Gateway passes it on once its JWT authorizer accepted `sub`'s token
         (`sub=None`: no authorizer ran)."""
         event = http_event(method, path, body, sub=sub, groups=groups)
-        response = self.module.lambda_handler(event, LambdaContext())
+        response = self.module.lambda_handler(event, FakeContext())
         text = response.get("body") or "null"
         return Reply(int(response["statusCode"]), json.loads(text), response["headers"])
 
@@ -361,6 +355,49 @@ def test_a_declared_query_parameter_is_accepted_and_an_unknown_one_named(api: Ap
     assert misspelt.body["message"] == "unknown query parameter: 'stauts'"
 
 
+def test_a_get_that_waits_answers_a_stored_upload_at_once_and_a_pending_one_when_time_is_up(
+    api: Api,
+) -> None:
+    stored = api.create().body["upload_id"]
+    api.deliver(stored)
+    pending = api.create(b"not yet uploaded").body["upload_id"]
+
+    at_once = api.call("GET", f"/uploads/{stored}?wait=20")
+    started = time.monotonic()
+    waited = api.call("GET", f"/uploads/{pending}?wait=1")
+    elapsed = time.monotonic() - started
+
+    assert (at_once.status, at_once.body["status"]) == (200, "STORED")
+    assert (waited.status, waited.body["status"]) == (200, "PENDING")
+    assert elapsed >= 1.0  # it waited (a lower bound only: no test asserts speed)
+
+
+def test_a_wait_beyond_20_seconds_is_refused_naming_the_parameter(api: Api) -> None:
+    pending = api.create().body["upload_id"]
+
+    reply = api.call("GET", f"/uploads/{pending}?wait=21")
+
+    assert reply.status == 422, reply
+    assert "wait" in reply.body["message"]
+
+
+@pytest.mark.parametrize("owner", ["a%0Ab", "a%2Fb", "%E2%9C%93", "a b"])
+def test_erasing_an_owner_that_no_sub_could_be_is_refused_and_erases_nothing(
+    api: Api, owner: str
+) -> None:
+    # Given something of alice's stored
+    api.deliver(api.create().body["upload_id"])
+    before = api.state()
+
+    # When an admin names an owner with characters a Cognito sub never has, encoded or not
+    reply = api.call("POST", f"/admin/owners/{owner}/erase", groups=("admins",))
+
+    # Then it is refused naming the owner, and nothing changed
+    assert reply.status == 422, reply
+    assert "owner" in reply.body["message"]
+    assert api.state() == before
+
+
 # --- bad input changes nothing -----------------------------------------------------------------
 
 _OK = {"filename": "a.txt", "size": 3}
@@ -408,6 +445,10 @@ BAD_REQUESTS: list[tuple[str, str, Any]] = [
     # A query parameter the route does not declare (a misspelt one would be silently ignored).
     ("GET", "/uploads?limt=5", None),
     ("GET", f"/uploads/{'0' * 32}?verbose=1", None),
+    ("GET", f"/uploads/{'0' * 32}?wait=21", None),
+    ("GET", f"/uploads/{'0' * 32}?wait=-1", None),
+    ("GET", f"/uploads/{'0' * 32}?wait=1.5", None),
+    ("GET", f"/uploads/{'0' * 32}?wait=soon", None),
     ("POST", "/uploads?size=3", _OK),
     # Beyond Python's 4,300-digit int conversion limit: a ValueError inside the JSON parser.
     ("POST", "/uploads", '{"filename": "a.txt", "size": ' + "9" * 5001 + "}"),
@@ -475,7 +516,7 @@ def test_a_json_body_without_a_content_type_is_a_415(api: Api, path: str, body: 
     before = api.state()
 
     # When the API handles it
-    response = api.module.lambda_handler(event, LambdaContext())
+    response = api.module.lambda_handler(event, FakeContext())
 
     # Then it is refused as the OpenAPI document says, and nothing changed
     assert response["statusCode"] == 415
@@ -489,7 +530,7 @@ def test_an_event_that_is_not_an_http_api_request_is_a_400_not_a_crash(api: Api,
     event = sample(name)
 
     # When the API function is invoked with it
-    response = api.module.lambda_handler(event, LambdaContext())
+    response = api.module.lambda_handler(event, FakeContext())
 
     # Then it answers a clean error
     assert response["statusCode"] == 400
@@ -533,7 +574,7 @@ def test_a_protected_route_without_a_verified_caller_is_401_never_a_default_owne
 def test_the_public_routes_need_no_token(api: Api, path: str) -> None:
     event = http_event("GET", path, sub=None)
 
-    response = api.module.lambda_handler(event, LambdaContext())
+    response = api.module.lambda_handler(event, FakeContext())
 
     assert response["statusCode"] == 200
 
@@ -566,7 +607,7 @@ def test_admin_routes_answer_the_admins_group_in_either_claim_form(api: Api, pat
     assert api.call("GET", path, groups=("editors", "admins")).status == 200
     event = http_event("GET", path)
     event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = ["admins"]
-    assert api.module.lambda_handler(event, LambdaContext())["statusCode"] == 200
+    assert api.module.lambda_handler(event, FakeContext())["statusCode"] == 200
 
 
 # --- every upload is its owner's alone ---------------------------------------------------------

@@ -91,14 +91,20 @@ def test_coldstart_bench_imports_each_handler_traced_and_not_without_a_tracing_s
 
 
 def test_e2e_bench_completes_uploads_on_the_local_stack() -> None:
-    # Given the local stack in its own process
+    # Given the local stack in its own process, once for each way of learning the outcome
     # When two clients upload two small files
-    (level,) = e2e.run([(2, 2)], size=KIB, warmup=0)
+    levels = e2e.run([(2, 2)], size=KIB, warmup=0)
 
-    # Then both uploads reached a terminal status, and the rate and latencies are numbers
-    assert [u.status for u in level.uploads] == ["STORED", "STORED"]
-    assert _finite_positive(level.wall_s, *(u.after_put_s for u in level.uploads))
-    assert "uploads/s" in e2e.report([level], KIB)
+    # Then every upload reached a terminal status, and the rate and latencies are numbers
+    assert [(lv.mode, [u.status for u in lv.uploads]) for lv in levels] == [
+        ("poll", ["STORED", "STORED"]),
+        ("wait", ["STORED", "STORED"]),
+    ]
+    assert all(_finite_positive(lv.wall_s, *(u.after_put_s for u in lv.uploads)) for lv in levels)
+    # And a waiting client needed one GET per upload
+    assert [u.polls for u in levels[1].uploads] == [1, 1]
+    assert "uploads/s" in e2e.report(levels, KIB)
+    assert e2e.compare(levels).startswith("wait vs poll at 2 clients: ")
 
 
 def test_bench_lists_its_benchmarks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,3 +128,12 @@ def test_coldstart_bench_compares_packaging_layouts() -> None:
         assert set(f.seconds) == set(coldstart.LAYOUTS)
         assert _finite_positive(*(s for times in f.seconds.values() for s in times))
     assert "packaged/runtime" in coldstart.report_packaging(figures)
+
+
+def test_the_status_cost_table_follows_the_services_wait_schedule() -> None:
+    # A 20 s wait reads 25 times (tests/unit/test_services.py), one answered at once reads once
+    assert (calls.wait_reads(20), calls.wait_reads(0)) == (25, 1)
+    # A client polling 0.2 s doubling saw an outcome ready after 1 s at its third GET, 0.4 s late
+    polls, late = calls.old_polls(1.0)
+    assert (polls, round(late, 3)) == (3, 0.4)
+    assert "wait USD" in calls.report_status_wait(calls.function_memory_gb())

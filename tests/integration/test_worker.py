@@ -10,7 +10,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -24,6 +23,7 @@ from handlers import wiring
 from service.uploads import UploadPolicy, create_upload
 from tests.invariants import Expected, State, check_invariants, read_state
 from tests.lambda_events import s3_notification, sqs_event
+from tests.pipeline import FakeContext
 
 pytestmark = pytest.mark.integration
 
@@ -40,19 +40,6 @@ POLICY = UploadPolicy(
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class LambdaContext:
-    function_name: str = "onecopy-WorkerFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:onecopy-WorkerFunction"
-    )
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 class Worker:
@@ -104,7 +91,7 @@ class Worker:
 
     def invoke(self, event: dict[str, Any]) -> list[str]:
         """Run one batch; the ids of the messages reported as failed."""
-        response = self.module.lambda_handler(event, LambdaContext())
+        response = self.module.lambda_handler(event, FakeContext())
         return [f["itemIdentifier"] for f in response["batchItemFailures"]]
 
     def status(self, upload_id: str) -> UploadStatus:
@@ -378,5 +365,5 @@ def test_an_event_that_is_not_an_sqs_batch_is_refused_with_a_clear_error(
 
     # When the worker is invoked with it, then it says so and touches nothing
     with pytest.raises(worker.module.NotAnSqsBatch, match="Records"):
-        worker.module.lambda_handler(event, LambdaContext())
+        worker.module.lambda_handler(event, FakeContext())
     assert worker.state() == before

@@ -130,6 +130,7 @@ class FakeApi:
         self.put_error: Exception | None = None
         self.verdict: dict[str, Any] | None = None  # forces what the worker decides
         self.closed = False
+        self.waits: list[int] = []  # the `wait` of each GET /uploads/{id}; this API never waits
         # multipart
         self.parts: dict[str, dict[int, bytes]] = {}
         self.part_puts: list[tuple[str, int, dict[str, str]]] = []
@@ -282,7 +283,8 @@ class FakeApi:
         self._decide(view, b"".join(self.parts[upload_id][n] for n in range(1, count + 1)))
         return self.get_upload(upload_id)
 
-    def get_upload(self, upload_id: str) -> dict[str, Any]:
+    def get_upload(self, upload_id: str, *, wait: int = 0) -> dict[str, Any]:
+        self.waits.append(wait)
         if upload_id not in self.uploads:
             raise ApiError(404, f"no upload {upload_id}")
         hidden = ("declared", "assembled", "duplicate")
@@ -877,6 +879,29 @@ def test_an_upload_still_pending_at_the_deadline_says_how_to_check_later(
     assert now[0] == 5
 
 
+def test_waiting_asks_the_api_to_wait_and_asks_again_at_once_when_it_did(api: FakeApi) -> None:
+    # Given an API that holds each request as asked, and an upload done 25 s after the PUT
+    now = [0.0]
+    sleeps: list[float] = []
+
+    class Waiting(FakeApi):
+        def get_upload(self, upload_id: str, *, wait: int = 0) -> dict[str, Any]:
+            self.waits.append(wait)
+            now[0] = min(now[0] + wait, 25.0)
+            return {"status": "STORED" if now[0] >= 25 else "PENDING"}
+
+    waiting = Waiting()
+
+    # When the CLI waits for it, for up to 30 s
+    view = wait_until_done(
+        waiting, ABSENT_ID, timeout=30, clock=lambda: now[0], sleep=sleeps.append
+    )
+
+    # Then two requests did it, 20 s and then the 10 s left, and the CLI never slept itself
+    assert view == {"status": "STORED"}
+    assert (waiting.waits, sleeps) == ([20, 10], [])
+
+
 def test_polling_backs_off_from_a_fifth_of_a_second_to_two_seconds(api: FakeApi) -> None:
     api.uploads[ABSENT_ID] = {"upload_id": ABSENT_ID, "status": "PENDING"}
     now = [0.0]
@@ -886,8 +911,10 @@ def test_polling_backs_off_from_a_fifth_of_a_second_to_two_seconds(api: FakeApi)
         sleeps.append(seconds)
         now[0] += seconds
 
+    # An API that answers before the wait it was asked for (an older or busy one)
     view = wait_until_done(api, ABSENT_ID, timeout=10, clock=lambda: now[0], sleep=sleep)
     assert view["status"] == "PENDING"
+    assert api.waits[:3] == [10, 9, 9]
     assert sleeps[:6] == [0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
     assert sum(sleeps) == pytest.approx(10)
 
@@ -896,7 +923,7 @@ def test_polling_rides_out_a_server_error_but_not_a_client_error(api: FakeApi) -
     answers: list[Any] = [ApiError(503, "busy"), {"status": "STORED"}]
 
     class Flaky(FakeApi):
-        def get_upload(self, upload_id: str) -> dict[str, Any]:
+        def get_upload(self, upload_id: str, *, wait: int = 0) -> dict[str, Any]:
             answer = answers.pop(0)
             if isinstance(answer, Exception):
                 raise answer

@@ -31,6 +31,7 @@ from domain.model import (
 from domain.multipart import MultipartState, plan_parts
 from domain.ports import LedgerPort, ObjectStorePort
 from service import clock, deletion
+from service import uploads as upload_service
 from service.collector import Collection, collect
 from service.deletion import Erasure, Removed, erase_owner, remove_upload
 from service.ingest import (
@@ -74,6 +75,9 @@ class World:
         self.now += timedelta(seconds=seconds)
         if self.on_sleep is not None:
             self.on_sleep()
+
+    def monotonic(self) -> float:
+        return (self.now - START).total_seconds()
 
     def advance(self, by: timedelta) -> None:
         self.now += by
@@ -159,6 +163,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     w = World()
     monkeypatch.setattr(clock, "utcnow", w.utcnow)
     monkeypatch.setattr(clock, "sleep", w.sleep)
+    monkeypatch.setattr(clock, "monotonic", w.monotonic)
     yield w
     assert_consistent(w)
 
@@ -863,3 +868,89 @@ def test_the_collector_stops_when_out_of_time_and_the_next_run_goes_on(world: Wo
 
     assert (len(first.collected), first.complete) == (1, False)
     assert sorted(first.collected + second.collected) == sorted([SHA_X, SHA_Y])
+
+
+# --- GET /uploads/{id}?wait=N (service.uploads.await_upload) ----------------------------------
+
+
+def _await(world: World, upload: Upload, seconds: float, *, owner: str = "alice") -> Upload:
+    return upload_service.await_upload(
+        upload.upload_id, owner=owner, ledger=world.ledger, seconds=seconds
+    )
+
+
+def _count_reads(world: World) -> list[str]:
+    reads: list[str] = []
+    get_upload = world.ledger.get_upload
+
+    def counted(upload_id: str) -> Upload | None:
+        reads.append(upload_id)
+        return get_upload(upload_id)
+
+    world.ledger.get_upload = counted  # type: ignore[method-assign]
+    return reads
+
+
+def test_waiting_on_a_terminal_upload_answers_at_once(world: World) -> None:
+    stored = world.upload("alice", X)
+    reads = _count_reads(world)
+
+    assert _await(world, stored, 20).status is UploadStatus.STORED
+    assert (len(reads), world.slept) == (1, 0.0)
+
+
+def test_waiting_answers_as_soon_as_the_worker_completes_the_upload(world: World) -> None:
+    pending = world.new("alice", X)
+    world.on_sleep = lambda: world.ingest(pending) if world.slept >= 0.25 else None
+
+    done = _await(world, pending, 20)
+
+    # Reads at 0, 0.1 and 0.25 s: the first read after the worker's transaction answers.
+    assert done.status is UploadStatus.STORED
+    assert world.slept == pytest.approx(0.25)
+
+
+def test_a_wait_that_runs_out_answers_pending_after_a_bounded_number_of_reads(
+    world: World,
+) -> None:
+    pending = world.new("alice", None)
+    reads = _count_reads(world)
+
+    answer = _await(world, pending, upload_service.MAX_WAIT_SECONDS)
+
+    assert answer.status is UploadStatus.PENDING
+    assert world.slept == pytest.approx(upload_service.MAX_WAIT_SECONDS)
+    # 0.1 s apart growing 1.5x to one a second: 25 reads in 20 s, not a busy client's hundreds.
+    assert len(reads) == 25
+
+
+def test_wait_zero_reads_once(world: World) -> None:
+    pending = world.new("alice", None)
+    reads = _count_reads(world)
+
+    assert _await(world, pending, 0).status is UploadStatus.PENDING
+    assert (len(reads), world.slept) == (1, 0.0)
+
+
+def test_waiting_on_another_owners_upload_answers_not_found_without_waiting(
+    world: World,
+) -> None:
+    pending = world.new("alice", None)
+
+    with pytest.raises(NotFound):
+        _await(world, pending, 20, owner="bob")
+    assert world.slept == 0.0
+
+
+def test_an_upload_aborted_while_waited_on_answers_rejected(world: World) -> None:
+    pending = world.new("alice", None)
+    world.on_sleep = lambda: upload_service.abort_upload(
+        pending.upload_id, owner="alice", ledger=world.ledger, store=world.store
+    )
+
+    answer = _await(world, pending, 20)
+
+    assert (answer.status, answer.reason) == (
+        UploadStatus.REJECTED,
+        RejectReason.ABORTED,
+    )
