@@ -15,7 +15,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
@@ -148,15 +147,11 @@ OPENAPI_INFO: dict[str, Any] = {
         "URL, poll until STORED (you now hold the content) or DUPLICATE (you already held it). "
         "Everything an owner sees is their own: another owner's uploads and contents answer 404."
     ),
-    "security_schemes": {
-        BEARER: HTTPBearer(
-            bearerFormat="JWT",
-            description="A Cognito ID or access token of the API's app client "
-            "(`Authorization: Bearer <token>`), checked by API Gateway's JWT authorizer",
-        )
-    },
 }
-app.enable_swagger(path="/docs", compress=True, **OPENAPI_INFO)
+BEARER_DESCRIPTION = (
+    "A Cognito ID or access token of the API's app client "
+    "(`Authorization: Bearer <token>`), checked by API Gateway's JWT authorizer"
+)
 # Every operation but the public ones (sign-in configuration and these documents).
 SIGNED_IN: list[dict[str, list[str]]] = [{BEARER: []}]
 
@@ -679,9 +674,29 @@ def get_openapi() -> Response[Any]:
     )
 
 
+@app.get("/docs", include_in_schema=False, compress=True)
+def get_docs() -> Response[str]:
+    from handlers import docs
+
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type="text/html",
+        body=docs.swagger_page(app, _openapi_info()),
+    )
+
+
 def openapi_json() -> str:
     """The API's OpenAPI 3.1 document, generated from the routes and models above."""
-    return app.get_openapi_json_schema(**OPENAPI_INFO)
+    from handlers import docs
+
+    return docs.document(app, _openapi_info())
+
+
+def _openapi_info() -> dict[str, Any]:
+    # Imported here: only the two document routes need the OpenAPI models (handlers.docs).
+    from handlers import docs
+
+    return {**OPENAPI_INFO, "security_schemes": {BEARER: docs.bearer_scheme(BEARER_DESCRIPTION)}}
 
 
 # --- one place maps domain errors to HTTP --------------------------------------------------------

@@ -57,6 +57,13 @@ Sha256 = Annotated[
 ]
 
 
+class _OnSomeRoutes(BaseModel):
+    """A body only the multipart or admin routes read or answer: built on the first request of
+    one of them (defer_build), so a cold start serving any other route skips building it."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 # What an owner can see: a deleted upload (UploadStatus.DELETED) answers 404, never a status.
 VisibleStatus = Literal["PENDING", "STORED", "DUPLICATE", "REJECTED"]
 
@@ -134,32 +141,32 @@ class CreateUploadResponse(BaseModel):
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
-class PartsRequest(BaseModel):
+class PartsRequest(_OnSomeRoutes):
     model_config = ConfigDict(extra="forbid")
     part_numbers: list[JsonInt] = Field(min_length=1, max_length=MAX_PARTS_PER_REQUEST)
 
 
-class PartUrl(BaseModel):
+class PartUrl(_OnSomeRoutes):
     part_number: int
     url: str
     headers: dict[str, str] = Field(description="Send exactly these headers with the PUT")
 
 
-class PartsResponse(BaseModel):
+class PartsResponse(_OnSomeRoutes):
     parts: list[PartUrl]
 
 
-class UploadedPartView(BaseModel):
+class UploadedPartView(_OnSomeRoutes):
     part_number: int
     etag: str
     size: int
 
 
-class UploadedPartsResponse(BaseModel):
+class UploadedPartsResponse(_OnSomeRoutes):
     parts: list[UploadedPartView]
 
 
-class CompletedPart(BaseModel):
+class CompletedPart(_OnSomeRoutes):
     model_config = ConfigDict(extra="forbid")
     part_number: JsonInt = Field(ge=1, le=MAX_PARTS)
     etag: str = Field(
@@ -167,7 +174,7 @@ class CompletedPart(BaseModel):
     )
 
 
-class CompleteRequest(BaseModel):
+class CompleteRequest(_OnSomeRoutes):
     model_config = ConfigDict(extra="forbid")
     parts: list[CompletedPart] = Field(min_length=1, max_length=MAX_PARTS)
 
@@ -266,7 +273,7 @@ class UploadMetadata(BaseModel):
         )
 
 
-class HashItem(BaseModel):
+class HashItem(_OnSomeRoutes):
     sha256: str
     size: int
     content_type: str
@@ -334,7 +341,7 @@ class DownloadResponse(BaseModel):
     filename: str
 
 
-class StatsResponse(BaseModel):
+class StatsResponse(_OnSomeRoutes):
     total_files: int = Field(
         description="Distinct contents held now: stored, and referenced by at least one live "
         "(not deleted) upload"
@@ -371,7 +378,7 @@ class UploadPageResponse(BaseModel):
     )
 
 
-class ErasureResponse(BaseModel):
+class ErasureResponse(_OnSomeRoutes):
     owner: str
     deleted: int = Field(description="Uploads this call deleted (aborted ones included)")
     aborted: int = Field(description="Of those, uploads that were still PENDING")
@@ -383,7 +390,7 @@ class ErasureResponse(BaseModel):
     )
 
 
-class QueueView(BaseModel):
+class QueueView(_OnSomeRoutes):
     waiting: int = Field(description="Messages not yet received (SQS's approximate count)")
     in_flight: int = Field(description="Received and not yet deleted: being processed or retried")
 
@@ -395,14 +402,14 @@ class IngestQueueView(QueueView):
     )
 
 
-class ReconciliationView(BaseModel):
+class ReconciliationView(_OnSomeRoutes):
     at: datetime | None = Field(description="When it last ran; null if never")
     clean: bool | None = Field(description="Counters and reference counts matched the tables")
     drift: int | None = Field(description="The sum of every difference it found")
     repaired: bool | None
 
 
-class CollectionView(BaseModel):
+class CollectionView(_OnSomeRoutes):
     unreferenced: int = Field(
         description="Contents nobody references any more (kept for the grace period)"
     )
@@ -415,7 +422,7 @@ class CollectionView(BaseModel):
     )
 
 
-class HealthResponse(BaseModel):
+class HealthResponse(_OnSomeRoutes):
     ok: bool = Field(description="Nothing below needs attention")
     attention: list[str] = Field(description="What to look at, each naming its alarm")
     ingest_queue: IngestQueueView
@@ -424,7 +431,7 @@ class HealthResponse(BaseModel):
     collection: CollectionView
 
 
-class HashPageResponse(BaseModel):
+class HashPageResponse(_OnSomeRoutes):
     items: list[HashItem]
     last_evaluated_key: str | None = Field(
         description="Opaque token for the next page; null on the last page"

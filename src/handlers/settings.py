@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class TableSettings(BaseModel):
+    """What every function uses (handlers.wiring), and all the worker and reconciliation use."""
+
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     bucket_name: str = Field(alias="BUCKET_NAME", min_length=3, max_length=63)
@@ -21,6 +23,9 @@ class TableSettings(BaseModel):
 
 
 class ApiSettings(TableSettings):
+    # Built when validated: only the function that reads these settings pays for building them.
+    model_config = ConfigDict(defer_build=True)
+
     # S3 presigned URLs can live 7 days; the contract caps them at 15 minutes.
     upload_url_ttl_seconds: int = Field(default=900, alias="UPLOAD_URL_TTL_SECONDS", ge=1, le=900)
     download_url_ttl_seconds: int = Field(
@@ -63,11 +68,12 @@ class ApiSettings(TableSettings):
         return value
 
 
-class WorkerSettings(TableSettings):
-    pass
+WorkerSettings = TableSettings
 
 
 class CollectorSettings(TableSettings):
+    model_config = ConfigDict(defer_build=True)
+
     # How long an unreferenced content is kept before the collector removes it: a new upload of
     # it meanwhile costs no copy, and download URLs handed out before the deletion keep working
     # (keep it above DOWNLOAD_URL_TTL_SECONDS in production).
@@ -84,9 +90,8 @@ def api_settings() -> ApiSettings:
     return ApiSettings.model_validate(dict(os.environ))
 
 
-@cache
 def worker_settings() -> WorkerSettings:
-    return WorkerSettings.model_validate(dict(os.environ))
+    return table_settings()
 
 
 @cache
@@ -96,5 +101,5 @@ def collector_settings() -> CollectorSettings:
 
 def reset() -> None:
     """Validate again on next use (tests and a second local stack change the environment)."""
-    for factory in (table_settings, api_settings, worker_settings, collector_settings):
+    for factory in (table_settings, api_settings, collector_settings):
         factory.cache_clear()

@@ -8,15 +8,20 @@ after pointing the environment somewhere else.
 from __future__ import annotations
 
 from functools import cache
-
-from aws_lambda_powertools.utilities import parameters
+from typing import TYPE_CHECKING
 
 from adapters import clients
-from adapters.cloudwatch import QueueMetrics
 from adapters.dynamodb import Ledger
 from adapters.s3 import ObjectStore
-from adapters.sqs import Queues
 from handlers import settings
+
+if TYPE_CHECKING:
+    from adapters.cloudwatch import QueueMetrics
+    from adapters.sqs import Queues
+
+# The queues, their metrics and Powertools' parameters (the page-token secret) serve only some API
+# routes: each is imported by its factory, so no other function's cold start, nor an API cold
+# start serving another route, pays for it.
 
 # Longer than an execution environment lives: one Secrets Manager call per environment. The secret
 # is not rotated; a new value would only invalidate page tokens already handed out.
@@ -43,6 +48,8 @@ def store() -> ObjectStore:
 
 @cache
 def queues() -> Queues:
+    from adapters.sqs import Queues
+
     config = settings.api_settings()
     return Queues(
         clients.sqs(),
@@ -53,11 +60,15 @@ def queues() -> Queues:
 
 @cache
 def queue_metrics() -> QueueMetrics:
+    from adapters.cloudwatch import QueueMetrics
+
     return QueueMetrics(clients.cloudwatch())
 
 
 def page_token_secret() -> bytes:
     """The key that signs hash-list page tokens, fetched on first need (Powertools caches it)."""
+    from aws_lambda_powertools.utilities import parameters
+
     value = parameters.get_secret(
         settings.api_settings().page_token_secret_arn, max_age=SECRET_MAX_AGE_SECONDS
     )
@@ -65,6 +76,8 @@ def page_token_secret() -> bytes:
 
 
 def reset() -> None:
+    from aws_lambda_powertools.utilities import parameters
+
     clients.reset()
     settings.reset()
     ledger.cache_clear()
