@@ -186,7 +186,11 @@ def run(
             api_url, concurrency = stack["api_url"], stack["api_concurrency"]
             token = sign_in(api_url, USER, stack["password"])
             if warmup:
-                run_level(api_url, token, 1, warmup, size, mode)
+                # At the most clients the levels use: every API environment they will need is
+                # started (cold, ~1 s of CPU each) before anything is measured, as the poll
+                # mode's one environment is.
+                busiest = max(clients for clients, _ in levels)
+                run_level(api_url, token, busiest, max(warmup, 3 * busiest), size, mode)
             results += [
                 run_level(api_url, token, clients, uploads, size, mode, concurrency)
                 for clients, uploads in levels

@@ -144,7 +144,8 @@ OPENAPI_INFO: dict[str, Any] = {
     "description": (
         "Serverless file deduplication: every distinct content is stored once under its SHA-256. "
         "Sign in (GET /auth/config says where), create an upload, PUT the bytes to the presigned "
-        "URL, poll until STORED (you now hold the content) or DUPLICATE (you already held it). "
+        "URL, then GET /uploads/{upload_id}?wait=20 until STORED (you now hold the content) or "
+        "DUPLICATE (you already held it). "
         "Everything an owner sees is their own: another owner's uploads and contents answer 404."
     ),
 }
