@@ -1476,10 +1476,9 @@ def wait_reads(seconds: float) -> int:
     use_code_root()
     from service import uploads
 
-    reads, slept, delay = 1, 0.0, uploads._FIRST_WAIT_READ_SECONDS
+    reads, slept, delays = 1, 0.0, uploads.wait_read_delays()
     while slept < seconds - 1e-9:
-        slept += min(delay, seconds - slept)
-        delay = min(delay * uploads._WAIT_READ_BACKOFF, uploads._MAX_WAIT_READ_SECONDS)
+        slept += min(next(delays), seconds - slept)
         reads += 1
     return reads
 

@@ -29,6 +29,7 @@ import base64
 import binascii
 import hashlib
 import io
+import itertools
 import json
 import logging
 import sys
@@ -84,13 +85,20 @@ class _Reply:
 class _Response:
     """moto's answer to one in-process request, read as http.client's response is read."""
 
-    def __init__(self, status: str, headers: list[tuple[str, str]], body: Iterable[bytes]) -> None:
+    def __init__(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: Iterable[bytes],
+        chunks: Iterator[bytes] | None = None,
+    ) -> None:
         code, _, self.reason = status.partition(" ")
         self.status = int(code)
         self._headers = headers
-        self._body = body
-        self._chunks = iter(body)
-        self._buffer = b""
+        self._body = body  # closed when done, as WSGI asks
+        self._chunks = chunks if chunks is not None else iter(body)
+        self._chunk = b""
+        self._at = 0  # read so far of _chunk: a 1 GiB body is one chunk, never copied whole again
 
     def getheaders(self) -> list[tuple[str, str]]:
         return list(self._headers)
@@ -100,15 +108,20 @@ class _Response:
         return next((v for k, v in self._headers if k.lower() == wanted), default)
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if size < 0:
-            size = len(self._buffer)
-        block, self._buffer = self._buffer[:size], self._buffer[size:]
-        return block
+        pieces = []
+        while size != 0:
+            if self._at >= len(self._chunk):
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._chunk, self._at = chunk, 0
+                continue
+            end = len(self._chunk) if size < 0 else self._at + size
+            piece = self._chunk[self._at : end]
+            self._at += len(piece)
+            size = size - len(piece) if size > 0 else size
+            pieces.append(piece)
+        return b"".join(pieces)
 
     def close(self) -> None:
         close = getattr(self._body, "close", None)
@@ -156,12 +169,12 @@ class _Upstream:
             # What moto's server answers when moto raises (an operation it does not implement).
             log.exception("emulator: moto failed on %s %s", method, target)
             body_iter = InternalServerError()(environ, start_response)
+        chunks = iter(body_iter)
         if not reply:  # a WSGI app may start the response with its first chunk
-            first = next(iter(body_iter), b"")
-            body_iter = [first, *body_iter] if first else body_iter
+            chunks = itertools.chain([next(chunks, b"")], chunks)
         if (elapsed := time.monotonic() - started) > _SLOW_SECONDS:
             log.warning("emulator: %s %s took %.1f s", method, target, elapsed)
-        return _Response(reply[0], reply[1], body_iter)
+        return _Response(reply[0], reply[1], body_iter, chunks)
 
     def _environ(
         self,

@@ -686,11 +686,11 @@ def get_docs() -> Response[str]:
     )
 
 
+@cache
 def openapi_json() -> str:
-    """The API's OpenAPI 3.1 document, generated from the routes and models above."""
-    from handlers import docs
-
-    return docs.document(app, _openapi_info())
+    """The API's OpenAPI 3.1 document, generated from the routes and models above (once per
+    environment: the routes never change)."""
+    return app.get_openapi_json_schema(**_openapi_info())
 
 
 def _openapi_info() -> dict[str, Any]:

@@ -27,11 +27,6 @@ def bearer_scheme(description: str) -> HTTPBearer:
     return HTTPBearer(bearerFormat="JWT", description=description)
 
 
-def document(app: APIGatewayHttpResolver, info: dict[str, Any]) -> str:
-    """The OpenAPI 3.1 document, generated from the app's routes and models."""
-    return app.get_openapi_json_schema(**info)
-
-
 def swagger_page(app: APIGatewayHttpResolver, info: dict[str, Any]) -> str:
     """What Powertools' enable_swagger() serves: the document, its server the API's base path,
     inlined into Swagger UI's page."""

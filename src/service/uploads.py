@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -143,6 +144,14 @@ _WAIT_READ_BACKOFF = 1.5
 _MAX_WAIT_READ_SECONDS = 1.0
 
 
+def wait_read_delays() -> Iterator[float]:
+    """The pauses between a waiting GET's reads of the upload (the cost model reads them too)."""
+    delay = _FIRST_WAIT_READ_SECONDS
+    while True:
+        yield delay
+        delay = min(delay * _WAIT_READ_BACKOFF, _MAX_WAIT_READ_SECONDS)
+
+
 def await_upload(upload_id: str, *, owner: str, ledger: LedgerPort, seconds: float) -> Upload:
     """The caller's upload as soon as it is terminal, or as it is when ``seconds`` have passed.
 
@@ -151,13 +160,12 @@ def await_upload(upload_id: str, *, owner: str, ledger: LedgerPort, seconds: flo
     """
     upload = get_upload(upload_id, owner=owner, ledger=ledger)
     deadline = clock.monotonic() + max(seconds, 0.0)
-    delay = _FIRST_WAIT_READ_SECONDS
+    delays = wait_read_delays()
     while not upload.status.terminal:
         remaining = deadline - clock.monotonic()
         if remaining <= 0:
             break
-        clock.sleep(min(delay, remaining))
-        delay = min(delay * _WAIT_READ_BACKOFF, _MAX_WAIT_READ_SECONDS)
+        clock.sleep(min(next(delays), remaining))
         upload = get_upload(upload_id, owner=owner, ledger=ledger)
     return upload
 
