@@ -27,9 +27,11 @@ The emulator runs in the test process (moto server, reached through AWS_ENDPOINT
 handler's interpreter needs no moto. It reports every module it loaded, and any that came from
 elsewhere fails the test; the packaged dependencies must come from the artifact.
 
-The artifact's full file list is checked against an allow-list: the function's own code, and
-exactly the files each locked distribution's RECORD lists; nothing else (no stray files, tests,
-tools or compiled caches).
+Each build is then precompiled as `make build` does it (scripts/precompile.py). The artifact's
+full file list is checked against an allow-list: the function's own code, exactly the files each
+locked distribution's RECORD lists, and one unchecked-hash .pyc per module, matching its source;
+nothing else (no stray files, tests or tools). Invoking a handler compiles nothing of the
+artifact: every module it imports loads from its shipped .pyc.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import base64
 import csv
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -62,6 +65,7 @@ from packaging.utils import canonicalize_name
 from adapters.dynamodb import Ledger
 from domain.model import Upload
 from onecopy_local.resources import Resources, create_resources, template
+from scripts.precompile import precompile_build
 from tests.lambda_events import (
     EVENTS,
     SAMPLE_CONTENT,
@@ -109,7 +113,7 @@ EM_X86_64 = 62
 
 # Runs in the handler's interpreter: argv = code dir, runtime dir, handler, result file, events.
 _INVOKE = r"""
-import importlib, json, sys, sysconfig
+import importlib, importlib.machinery, json, sys, sysconfig
 
 code_dir, runtime_dir, handler, result_file, *event_files = sys.argv[1:]
 sys.path[:0] = [code_dir, runtime_dir]
@@ -128,6 +132,18 @@ class Context:
         return 60_000
 
 
+# Lambda's /var/task is read-only: a module without a valid .pyc is compiled at every start.
+compiled_at_start = []
+_source_to_code = importlib.machinery.SourceFileLoader.source_to_code
+
+
+def _recording_source_to_code(self, data, path, *args, **kwargs):
+    compiled_at_start.append(str(path))
+    return _source_to_code(self, data, path, *args, **kwargs)
+
+
+importlib.machinery.SourceFileLoader.source_to_code = _recording_source_to_code
+
 module_name, _, attribute = handler.rpartition(".")
 function = getattr(importlib.import_module(module_name), attribute)
 results = []
@@ -143,6 +159,7 @@ with open(result_file, "w") as f:
             "results": results,
             "files": {n: p for n, p in files.items() if p and "." not in n},
             "foreign": {n: p for n, p in files.items() if p and not p.startswith(allowed)},
+            "compiled": [p for p in compiled_at_start if p.startswith(code_dir + "/")],
         },
         f,
     )
@@ -219,6 +236,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Build]:
         )
     for arch, proc in done.items():
         assert proc.returncode == 0, f"sam build ({arch}) failed:\n{proc.stdout}\n{proc.stderr}"
+        precompile_build(tmp / arch)  # what `make build` adds to `sam build`
     return {arch: Build(tmp / arch) for arch in jobs}
 
 
@@ -304,6 +322,7 @@ def invoke(builds: dict[str, Build], lambda_runtime: Path, stack: Stack, tmp_pat
         assert proc.returncode == 0, f"{function} failed:\n{proc.stdout}\n{proc.stderr}"
         report = json.loads(result_file.read_text())
         assert report["foreign"] == {}, "imported from outside the artifact and the runtime"
+        assert report["compiled"] == [], "the artifact's .pyc files were not used"
         loaded: dict[str, str] = report["files"]
         if _is_python_code(code_dir):
             for module in PACKAGED_MODULES:
@@ -447,6 +466,13 @@ def test_arm64_artifact_holds_exactly_the_code_and_the_locked_requirements(
     code_dir = build.code_dir(function)
     source = ROOT / _code_uri(function)
     shipped = _files(code_dir)
+    # Then every module comes with its .pyc, valid for the source beside it whatever the zip
+    # does to file times, and there is no other compiled file
+    compiled = {f for f in shipped if f.endswith(".pyc")}
+    assert compiled == {_pyc_of(f) for f in shipped if f.endswith(".py")}
+    for source_file in (f for f in shipped if f.endswith(".py")):
+        _assert_unchecked_pyc_of(code_dir / source_file, code_dir / _pyc_of(source_file))
+    shipped -= compiled
 
     if _is_python_code(code_dir):
         # Then it holds the code's modules, the lock, and the locked distributions at their
@@ -471,6 +497,18 @@ def test_arm64_artifact_holds_exactly_the_code_and_the_locked_requirements(
         # Then a function serving web/ holds its handler module and the files its routes serve
         handler_module = build.handler(function).rpartition(".")[0].replace(".", "/") + ".py"
         assert shipped == {handler_module, *_page_files(function), *PAGE_EXTRAS}
+
+
+def _pyc_of(source_file: str) -> str:
+    return importlib.util.cache_from_source(source_file)
+
+
+def _assert_unchecked_pyc_of(source_file: Path, pyc: Path) -> None:
+    header = pyc.read_bytes()[:16]
+    assert header[:4] == importlib.util.MAGIC_NUMBER, f"{pyc} is not for this runtime"
+    # PEP 552 flags: 0b01 = hash-based, source not checked (so file times cannot invalidate it)
+    assert int.from_bytes(header[4:8], "little") == 0b01, f"{pyc} is not unchecked-hash"
+    assert header[8:16] == importlib.util.source_hash(source_file.read_bytes()), f"{pyc} is stale"
 
 
 def test_x86_64_artifact_differs_only_in_its_compiled_extension(
