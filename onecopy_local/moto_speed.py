@@ -16,12 +16,17 @@ emulator serializes requests, so nothing else sees the items in between, as befo
 
 moto's server also lists its own package directory (an `isdir` per service) on every request to
 find which service a host names; the list cannot change while the process runs, so it is kept.
+
+And moto parses the same private key (its bundled `jwks-private.json`) for every user pool it
+creates, ~0.2 s of RSA checks each time; every pool gets that one key, so it is parsed once
+(`share_user_pool_key`, which the tests' in-process moto uses too: a user pool per test).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import json
 from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import Any
@@ -82,6 +87,26 @@ def install() -> None:
     """Patch moto (in this process) once; later calls change nothing."""
     _cache_module_list()
     _item_level_transactions()
+    share_user_pool_key()
+
+
+def share_user_pool_key() -> None:
+    """Parse moto's user pool signing key once per process, not once per user pool."""
+    from moto.cognitoidp import models as cognito_models
+
+    if isinstance(cognito_models.jwk, SimpleNamespace):
+        return
+    import_key = cognito_models.jwk.RSAKey.import_key
+
+    @functools.cache
+    def parsed(serialized: str) -> Any:
+        return import_key(json.loads(serialized))
+
+    def shared(value: Any) -> Any:
+        # The key is only ever read (to sign tokens), so one object can serve every pool.
+        return parsed(json.dumps(value, sort_keys=True))
+
+    cognito_models.jwk = SimpleNamespace(RSAKey=SimpleNamespace(import_key=shared))  # type: ignore[assignment]
 
 
 def _cache_module_list() -> None:

@@ -41,8 +41,10 @@ def aws() -> Iterator[Any]:
     import boto3
     from moto import mock_aws
 
+    from onecopy_local import moto_speed
     from onecopy_local.resources import create_resources
 
+    moto_speed.share_user_pool_key()  # one user pool per test: parse moto's key once
     with mock_aws():
         # moto resets boto3's default session per mock; reusing one keeps botocore's parsed
         # service models (a fresh session re-reads them: ~0.2 s per test).

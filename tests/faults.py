@@ -393,8 +393,10 @@ def moto_stack() -> Iterator[Any]:
     """What the `aws` fixture gives, for a whole module: pair it with `wipe` between tests."""
     from moto import mock_aws
 
+    from onecopy_local import moto_speed
     from onecopy_local.resources import create_resources
 
+    moto_speed.share_user_pool_key()
     with mock_aws():
         boto3.DEFAULT_SESSION = _session()
         resources = create_resources(boto3.DEFAULT_SESSION)

@@ -153,3 +153,26 @@ def test_the_services_moto_serves_are_listed_once(ddb: Any) -> None:
     # Then it gets the same list, with the services the stack uses, without listing again
     assert first is second
     assert {"s3", "dynamodb", "sqs", "kms", "cognitoidp"} <= set(first)
+
+
+def test_user_pools_share_moto_s_signing_key_parsed_once() -> None:
+    from joserfc import jwk
+    from moto import mock_aws
+    from moto.cognitoidp.models import cognitoidp_backends
+    from moto.utilities.utils import load_resource
+
+    from onecopy_local import moto_speed
+
+    # Given the shared key in place (the local stack and the tests' moto install it)
+    moto_speed.share_user_pool_key()
+    with mock_aws():
+        # When two user pools are created
+        cognito = boto3.client("cognito-idp", region_name=REGION)
+        ids = [cognito.create_user_pool(PoolName=f"pool-{n}")["UserPool"]["Id"] for n in (1, 2)]
+        pools = cognitoidp_backends["123456789012"][REGION].user_pools
+        keys = [pools[pool_id].json_web_key for pool_id in ids]
+
+    # Then both sign with one parsed key, the one moto bundles, as each would have parsed it
+    assert keys[0] is keys[1]
+    bundled = jwk.RSAKey.import_key(load_resource("cognitoidp/resources/jwks-private.json"))
+    assert keys[0].as_dict(private=True) == bundled.as_dict(private=True)
