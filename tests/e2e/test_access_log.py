@@ -35,7 +35,10 @@ def test_a_signed_in_caller_and_a_401_each_get_their_line_in_the_file(tmp_path: 
         # When alice lists her uploads, and someone without a token tries the same
         listed = requests.get(f"{stack.api_url}/uploads", headers=stack.auth(), timeout=30)
         refused = requests.get(f"{stack.api_url}/uploads", timeout=30)
-        signed_in, anonymous = _lines(access_log, 2)
+        # Each line is written just after its answer, so the two may land in either order
+        by_id = {line["requestId"]: line for line in _lines(access_log, 2)}
+        signed_in = by_id[listed.headers["apigw-requestid"]]
+        anonymous = by_id[refused.headers["apigw-requestid"]]
 
     # Then alice's line has her sub, the route, the status and the latencies
     assert (listed.status_code, refused.status_code) == (200, 401)
