@@ -2,7 +2,7 @@
 
 `sam build` ships sources only, and Lambda cannot write .pyc files to /var/task (read-only): a
 function built that way compiles botocore, pydantic, Powertools and our own code from source at
-every cold start, about half of its import time (bench/README.md, "Cold start by packaging").
+every cold start, about two thirds of its import time (bench/README.md, "Cold start by packaging").
 `make build` runs this on `.aws-sam/build` right after `sam build`; `sam deploy` then zips the
 .pyc files with the sources.
 
