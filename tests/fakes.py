@@ -280,7 +280,7 @@ class FakeLedger(_Hooks):
         return {meaning[i] for i in failed}
 
     @_hooked
-    def mark_collecting(self, sha256: str, cutoff: datetime, at: datetime) -> bool:
+    def mark_collecting(self, sha256: str, cutoff: datetime, at: datetime, lease: datetime) -> bool:
         content = self.contents.get(sha256)
         if content is None:
             return False
@@ -290,17 +290,28 @@ class FakeLedger(_Hooks):
             and content.zero_since is not None
             and content.zero_since <= cutoff
         )
-        if not (expired or content.state is ContentState.COLLECTING):
+        lease_over = content.state is ContentState.COLLECTING and (
+            content.collecting_until is None or content.collecting_until < at
+        )
+        if not (expired or lease_over):
             return False
-        self.contents[sha256] = replace(content, state=ContentState.COLLECTING)
+        self.contents[sha256] = replace(
+            content, state=ContentState.COLLECTING, collecting_until=lease
+        )
         return True
 
     @_hooked
-    def mark_gone(self, sha256: str, at: datetime) -> bool:
+    def mark_gone(self, sha256: str, at: datetime, lease: datetime) -> bool:
         content = self.contents.get(sha256)
-        if content is None or content.state is not ContentState.COLLECTING:
+        if (
+            content is None
+            or content.state is not ContentState.COLLECTING
+            or content.collecting_until != lease
+        ):
             return False
-        self.contents[sha256] = replace(content, state=ContentState.GONE, zero_since=None)
+        self.contents[sha256] = replace(
+            content, state=ContentState.GONE, zero_since=None, collecting_until=None
+        )
         return True
 
     # --- transaction parts (each: its condition, its effect) -----------------------------------

@@ -181,6 +181,7 @@ def content_from_item(item: dict[str, Any]) -> Content:
         state=ContentState(v.get("state", ContentState.LIVE.value)),
         zero_since=_dt(v.get("zero_since")),
         generation=int(v.get("generation", 0)),
+        collecting_until=_dt(v.get("collecting_until")),
     )
 
 
@@ -683,20 +684,24 @@ class Ledger:
             return {Applied.ALREADY_COMPLETE}
         return {meaning[i] for i in failed}
 
-    def mark_collecting(self, sha256: str, cutoff: datetime, at: datetime) -> bool:
-        """Start (or resume) collecting a content unreferenced since `cutoff` or earlier.
+    def mark_collecting(self, sha256: str, cutoff: datetime, at: datetime, lease: datetime) -> bool:
+        """Start collecting a content unreferenced since `cutoff` or earlier, or take over a
+        collection whose run's lease ended before `at`; the content is this run's until `lease`.
 
         From here on no upload can reference it (every referencing write requires it LIVE), so
-        its object may be removed. False when it was referenced again, or is already GONE.
+        its object may be removed. False when it was referenced again, is already GONE, or is
+        being collected by a run whose lease has not ended. (A COLLECTING record without a lease
+        was marked before leases existed: its run is long over.)
         """
         try:
             self._ddb.update_item(
                 TableName=self.contents_table,
                 Key=_item({"sha256": sha256}),
-                UpdateExpression="SET #st = :collecting, collecting_since = "
-                "if_not_exists(collecting_since, :at)",
+                UpdateExpression="SET #st = :collecting, collecting_until = :lease, "
+                "collecting_since = if_not_exists(collecting_since, :at)",
                 ConditionExpression="(attribute_not_exists(#st) AND upload_count = :zero AND "
-                "zero_since <= :cutoff) OR #st = :collecting",
+                "zero_since <= :cutoff) OR (#st = :collecting AND "
+                "(attribute_not_exists(collecting_until) OR collecting_until < :at))",
                 ExpressionAttributeNames={"#st": "state"},
                 ExpressionAttributeValues=_item(
                     {
@@ -704,6 +709,7 @@ class Ledger:
                         ":zero": 0,
                         ":cutoff": _utc(cutoff),
                         ":at": _utc(at),
+                        ":lease": _utc(lease),
                     }
                 ),
             )
@@ -713,22 +719,24 @@ class Ledger:
             raise
         return True
 
-    def mark_gone(self, sha256: str, at: datetime) -> bool:
+    def mark_gone(self, sha256: str, at: datetime, lease: datetime) -> bool:
         """The object is removed: leave the tombstone (out of the collectable index; DynamoDB's
-        TTL forgets it after TOMBSTONE_RETENTION). False if another collector got here first."""
+        TTL forgets it after TOMBSTONE_RETENTION). False if the collection is no longer under
+        this run's lease (another run took it over)."""
         try:
             self._ddb.update_item(
                 TableName=self.contents_table,
                 Key=_item({"sha256": sha256}),
                 UpdateExpression="SET #st = :gone, collected_at = :at, expires_at = :ttl "
-                "REMOVE zero_since, gc_shard, collecting_since",
-                ConditionExpression="#st = :collecting",
+                "REMOVE zero_since, gc_shard, collecting_since, collecting_until",
+                ConditionExpression="#st = :collecting AND collecting_until = :lease",
                 ExpressionAttributeNames={"#st": "state"},
                 ExpressionAttributeValues=_item(
                     {
                         ":gone": ContentState.GONE.value,
                         ":collecting": ContentState.COLLECTING.value,
                         ":at": _utc(at),
+                        ":lease": _utc(lease),
                         ":ttl": int((at + TOMBSTONE_RETENTION).timestamp()),
                     }
                 ),

@@ -211,17 +211,37 @@ class Collect(StrEnum):
 
     SKIP = "skip"  # referenced again, already gone, or still within its grace period
     MARK = "mark"  # unreferenced past the grace: mark COLLECTING, then remove the object
-    FINISH = "finish"  # a collection that stopped half-way: remove the object (again), tombstone
+    FINISH = "finish"  # a collection whose run is certainly over: remove the object, tombstone
+    HELD = "held"  # being collected by a run that may still be running: leave it to that run
 
 
 def collect_decision(content: Content | None, now: datetime, grace: timedelta) -> Collect:
+    """A COLLECTING content belongs to the run that marked it until that run's lease ends.
+
+    Only that run may delete the object: a run that deleted it on its behalf and tombstoned it
+    would let a worker store the bytes anew, and the first run, stalled before its own delete,
+    would then remove the new copy of a LIVE content. Lambda kills the first run at its deadline,
+    so a run that finds the lease over takes the collection over, and finishes it.
+    """
     if content is None or content.state is ContentState.GONE:
         return Collect.SKIP
     if content.state is ContentState.COLLECTING:
+        if content.collecting_until is not None and now <= content.collecting_until:
+            return Collect.HELD
         return Collect.FINISH
     if content.referenced or content.zero_since is None:
         return Collect.SKIP
     return Collect.MARK if content.zero_since <= now - grace else Collect.SKIP
+
+
+# Added to a collector run's deadline for its lease on what it marks: a request the run sent just
+# before Lambda stopped it may still reach S3, and hosts' clocks differ by a little.
+COLLECTION_LEASE_MARGIN = timedelta(seconds=60)
+
+
+def collection_lease(deadline: datetime) -> datetime:
+    """Until when a collector run that Lambda stops at `deadline` may still delete objects."""
+    return deadline + COLLECTION_LEASE_MARGIN
 
 
 # How long a GONE tombstone is kept (DynamoDB TTL) before the table forgets the content entirely.

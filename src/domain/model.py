@@ -244,6 +244,9 @@ class Content:
     # Incremented by every store of the content's bytes, so that a store over a GONE tombstone
     # can require the very tombstone it read (a copy made before a collection is never trusted).
     generation: int = 0
+    # While COLLECTING: until when the collector run that marked it may still be running (its
+    # Lambda deadline plus a margin). No other run touches the object before then.
+    collecting_until: datetime | None = None
 
     @property
     def referenced(self) -> bool:

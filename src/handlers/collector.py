@@ -32,6 +32,8 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         ledger=wiring.ledger(),
         store=wiring.store(),
         grace=timedelta(seconds=collector_settings().grace_period_seconds),
+        # Lambda stops this invocation by then: what it marks is its own until a little later.
+        deadline=utcnow() + timedelta(milliseconds=context.get_remaining_time_in_millis()),
         has_time=lambda: context.get_remaining_time_in_millis() > _RESERVE_MS,
     )
     metrics.add_metric(name="ContentsCollected", unit=MetricUnit.Count, value=len(report.collected))

@@ -15,7 +15,8 @@ Every step is safe to repeat, and any worker may stop between two steps:
 6. the owner's own content (DUPLICATE, learnt when 5's holding condition fails): one guarded
    transaction counts the upload on the holding + DUPLICATE + reference + counters;
 7. a copy being collected (WAIT): pause briefly and read again; the collector's three steps take
-   milliseconds, and one stopped half-way is finished by its next run (the message is retried);
+   milliseconds, and one stopped half-way is finished by the first run after its lease (the
+   message is retried until then);
 8. delete the staging object, only ever after the upload is terminal.
 
 Whenever a transaction's condition says the content or the holding changed since it was read
@@ -28,9 +29,10 @@ the same content end one STORED and one DUPLICATE, and uploads of different owne
 
 Why a copy can never be lost to the collector: the collector removes an object only after marking
 its record COLLECTING, which every referencing write refuses, and it tombstones the record (GONE,
-same generation) only after the removal. A store requires the record it read before copying
-(absent, or the same GONE generation), so a store whose copy a collection could have removed
-fails its condition, and the worker copies again.
+same generation) only after the removal; only the run that marked it removes the object, while
+its lease lasts, so no delete comes after the tombstone (service.collector). A store requires the
+record it read before copying (absent, or the same GONE generation), so a store whose copy a
+collection could have removed fails its condition, and the worker copies again.
 
 The claim is what keeps a copy from ever being stranded without its content record: a claimed
 upload can only leave PENDING holding the claimed content (the client can no longer abort it,

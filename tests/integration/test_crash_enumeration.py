@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
@@ -47,6 +48,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from adapters import clients
 from adapters.s3 import ObjectChanged
+from domain.lifecycle import COLLECTION_LEASE_MARGIN
 from domain.model import content_key, staging_key
 from service import clock
 from service.collector import Collection, collect
@@ -576,6 +578,7 @@ _TIMES = frozenset(
         "zero_since",
         "collected_at",
         "collecting_since",
+        "collecting_until",
     }
 )
 
@@ -665,11 +668,24 @@ def given_operation(rig: Rig, scenario: str) -> Scene:
     return scene
 
 
-def _collect() -> Collection:
-    """A collector run, every content unreferenced past a grace of zero."""
+# template.yaml: CollectorFunction's Timeout. Its schedule runs it hourly, so the run after one
+# that crashed comes after the crashed run's lease.
+COLLECTOR_TIMEOUT = timedelta(minutes=15)
+NEXT_RUN = COLLECTOR_TIMEOUT + COLLECTION_LEASE_MARGIN + timedelta(seconds=1)
+
+
+def _collect(*, later: timedelta = timedelta(0)) -> Collection:
+    """A collector run, every content unreferenced past a grace of zero; `later` from now."""
     from handlers import wiring
 
-    return collect(ledger=wiring.ledger(), store=wiring.store(), grace=timedelta(0))
+    at = clock.utcnow() + later
+    with mock.patch.object(clock, "utcnow", lambda: at):
+        return collect(
+            ledger=wiring.ledger(),
+            store=wiring.store(),
+            grace=timedelta(0),
+            deadline=at + COLLECTOR_TIMEOUT,
+        )
 
 
 def _delete(rig: Rig, upload_id: str) -> int:
@@ -704,7 +720,7 @@ def retry(rig: Rig, scenario: str, scene: Scene) -> None:
     """After a crash: the client DELETEs until 404, the admin erases until done, and the
     collector runs on its next schedule."""
     if scenario == "collect":
-        assert _collect().complete
+        assert _collect(later=NEXT_RUN).complete
         return
     for _ in range(3):
         if scenario == "erase-owner" and _erase(rig)["done"]:
@@ -896,10 +912,32 @@ def test_a_collection_overtaken_by_a_reupload_and_crashed_at_any_step(
     assert (b.state == "done") == (k <= MARK or k > MARK + 2)
     waiting = () if b.state == "done" else (again.upload_id,)
     rig.check([u for u in scene.settled if u not in waiting], due=waiting)
-    assert _collect().complete  # the next scheduled run
+    assert _collect(later=NEXT_RUN).complete  # the next scheduled run
     if waiting:
         assert rig.deliver(again.bodies[0]) == []
     stored_again(rig, scene, again, collected=k > MARK)
+
+
+def test_a_collection_stalled_before_its_delete_is_left_to_the_run_that_marked_it(rig: Rig) -> None:
+    """Run C marks DATA COLLECTING and stalls before its DeleteObject. Run D (the schedule again,
+    or an admin's invocation) leaves it to C: had D deleted and tombstoned it, a worker would
+    store the bytes anew, and C, resuming, would delete the new copy of a LIVE content."""
+    scene, again = given_collectable(rig, owner="bob")
+
+    with Scheduler(clients.s3(), clients.dynamodb()) as scheduler:
+        c = scheduler.spawn("C", _collect)
+        while c.next_call != "DeleteObject":
+            scheduler.step(c)
+        d = _collect()  # this thread is no task: it runs straight through
+        b = _overtaking_upload(rig, scheduler, again)
+        scheduler.finish(c)
+
+    assert (d.collected, d.examined, d.skipped) == ([], 1, 1)
+    assert isinstance(b.error, ContentBeingCollected), b.state
+    assert c.state == "done", c.error
+    assert c.result.collected == [sha(DATA)]
+    assert rig.deliver(again.bodies[0]) == []  # SQS delivers B's message again
+    stored_again(rig, scene, again, collected=True)
 
 
 @pytest.mark.parametrize(("scenario", "k"), _gc_cases(UPLOAD_RACES))

@@ -4,6 +4,7 @@ collector do in every state, and how each move keeps the counters equal to their
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -437,6 +438,11 @@ def unreferenced(state: ContentState, since: datetime | None) -> Content:
     return content(state, references=0, zero_since=since)
 
 
+def leased(until: datetime) -> Content:
+    """Marked COLLECTING by a run that may run until `until`."""
+    return replace(unreferenced(COLLECTING, CUTOFF - GRACE), collecting_until=until)
+
+
 @pytest.mark.parametrize(
     ("record", "decision"),
     [
@@ -451,9 +457,18 @@ def unreferenced(state: ContentState, since: datetime | None) -> Content:
         pytest.param(unreferenced(LIVE, CUTOFF), Collect.MARK, id="exactly at the cutoff"),
         pytest.param(unreferenced(LIVE, CUTOFF + MS), Collect.SKIP, id="just within grace"),
         pytest.param(unreferenced(LIVE, NOW), Collect.SKIP, id="unreferenced now"),
-        pytest.param(unreferenced(COLLECTING, CUTOFF - GRACE), Collect.FINISH, id="half-done"),
-        pytest.param(unreferenced(COLLECTING, NOW), Collect.FINISH, id="half-done, in grace"),
-        pytest.param(unreferenced(COLLECTING, None), Collect.FINISH, id="half-done, no zero"),
+        pytest.param(
+            unreferenced(COLLECTING, CUTOFF - GRACE), Collect.FINISH, id="half-done, no lease"
+        ),
+        pytest.param(
+            unreferenced(COLLECTING, NOW), Collect.FINISH, id="half-done, no lease, in grace"
+        ),
+        pytest.param(
+            unreferenced(COLLECTING, None), Collect.FINISH, id="half-done, no lease, no zero"
+        ),
+        pytest.param(leased(NOW + MS), Collect.HELD, id="another run's lease"),
+        pytest.param(leased(NOW), Collect.HELD, id="a lease ending now"),
+        pytest.param(leased(NOW - MS), Collect.FINISH, id="a lease just over"),
         pytest.param(unreferenced(GONE, None), Collect.SKIP, id="gone"),
         pytest.param(unreferenced(GONE, CUTOFF - GRACE), Collect.SKIP, id="gone, stale zero"),
     ],

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.errors import Conflict, NotFound
+from domain.lifecycle import COLLECTION_LEASE_MARGIN
 from domain.model import (
     Content,
     ContentState,
@@ -47,6 +48,9 @@ pytestmark = pytest.mark.unit
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(days=1)
+COLLECTOR_TIMEOUT = timedelta(minutes=15)  # template.yaml: CollectorFunction's Timeout
+# From a collector run's start until another run may take over what it marked.
+LEASE = COLLECTOR_TIMEOUT + COLLECTION_LEASE_MARGIN
 X = b"the quick brown fox\n"  # 20 bytes
 Y = b"another file entirely, longer\n"  # 30 bytes
 SHA_X = hashlib.sha256(X).hexdigest()
@@ -133,7 +137,15 @@ class World:
         )
 
     def collect(self) -> Collection:
-        return collect(ledger=self.ledger, store=self.store, grace=GRACE)
+        """A collector run, which Lambda stops after COLLECTOR_TIMEOUT."""
+        return collect(
+            ledger=self.ledger, store=self.store, grace=GRACE, deadline=self.now + COLLECTOR_TIMEOUT
+        )
+
+    def collect_after_lease(self) -> Collection:
+        """The first collector run after the lease of a run that stopped half-way."""
+        self.advance(LEASE + timedelta(milliseconds=1))
+        return self.collect()
 
     def erase(self, owner: str, has_time: Callable[[], bool] = lambda: True) -> Erasure:
         return erase_owner(owner, ledger=self.ledger, store=self.store, has_time=has_time)
@@ -366,7 +378,7 @@ def test_a_worker_waits_for_a_collection_and_stores_the_bytes_again_once_it_is_g
         nonlocal sleeps
         sleeps += 1
         if sleeps == 3:
-            assert world.collect().collected == [SHA_X]
+            assert world.collect_after_lease().collected == [SHA_X]
 
     world.on_sleep = collector_runs_on_the_third_sleep
 
@@ -393,7 +405,8 @@ def test_a_collection_that_never_finishes_leaves_the_upload_pending_for_a_retry(
     assert world.store.data(staging_key(pending.upload_id)) == X  # for the retry
     assert world.ledger.read_stats() == before
     world.on_sleep = None
-    assert world.collect().collected == [SHA_X]  # the next run finishes it; the retry stores
+    assert world.collect().collected == []  # the stopped run's lease holds it
+    assert world.collect_after_lease().collected == [SHA_X]  # the retry then stores
     assert world.ingest(pending).outcome is Outcome.STORED
 
 
@@ -414,7 +427,7 @@ def test_a_worker_waits_up_to_collection_wait_seconds_for_a_collection(world: Wo
         nonlocal sleeps
         sleeps += 1
         if sleeps == 15:
-            world.collect()
+            world.collect_after_lease()
 
     world.on_sleep = collector_finishes_after_a_second_and_a_half
 
@@ -826,17 +839,69 @@ def test_the_collector_removes_a_content_unreferenced_past_its_grace(world: Worl
     assert world.collect().collected == []
 
 
-def test_the_collector_finishes_a_collection_that_stopped_half_way(world: World) -> None:
+def test_the_collector_finishes_a_collection_that_stopped_half_way_once_its_lease_is_over(
+    world: World,
+) -> None:
     half_collected(world, X)
     assert world.stored(SHA_X) == X
     counters = world.ledger.read_stats()
+    world.advance(LEASE)  # the stopped run's lease ends only after this instant
 
+    held = world.collect()
+
+    assert (held.collected, held.examined, held.skipped) == ([], 1, 1)
+    assert world.content(SHA_X).state is ContentState.COLLECTING
+    assert world.stored(SHA_X) == X
+
+    world.advance(timedelta(milliseconds=1))
     report = world.collect()
 
     assert report.collected == [SHA_X]
     assert world.content(SHA_X).state is ContentState.GONE
     assert world.stored(SHA_X) is None
     assert world.ledger.read_stats() == counters
+
+
+def test_a_second_run_leaves_a_stalled_run_its_collection_so_no_new_copy_is_deleted(
+    world: World,
+) -> None:
+    """Run A marks X COLLECTING and stalls before its delete. Were run B to finish A's work, a
+    worker would store X anew, and A, resuming, would delete the new copy of a LIVE content."""
+    world.delete(world.upload("bob", X))
+    world.advance(GRACE)
+    pending = world.new("alice", X)
+    second: list[Collection] = []
+
+    def while_a_stalls() -> None:
+        second.append(world.collect())  # B
+        with pytest.raises(ContentBeingCollected):
+            world.ingest(pending)  # the worker waits for A, and its message is retried
+
+    world.store.before("delete", while_a_stalls)
+    first = world.collect()  # A
+
+    assert (second[0].collected, second[0].skipped) == ([], 1)
+    assert first.collected == [SHA_X]
+    assert world.ingest(pending).outcome is Outcome.STORED  # the retry stores X anew
+    assert world.stored(SHA_X) == X
+    assert world.content(SHA_X).state is ContentState.LIVE
+
+
+def test_a_run_whose_lease_was_taken_over_does_not_tombstone(world: World) -> None:
+    """Lambda stops a run at its deadline, so this cannot happen on AWS; if a run did outlive
+    its lease, its tombstone must not land on the collection another run now holds."""
+    world.delete(world.upload("bob", X))
+    world.advance(GRACE)
+
+    def taken_over() -> None:
+        world.advance(LEASE + timedelta(milliseconds=1))
+        assert world.collect().collected == [SHA_X]
+
+    world.store.before("delete", taken_over)
+    late = world.collect()
+
+    assert (late.collected, late.skipped) == ([], 1)
+    assert world.content(SHA_X).state is ContentState.GONE
 
 
 @pytest.mark.parametrize("moment", ["get_content", "mark_collecting"])
@@ -862,7 +927,11 @@ def test_the_collector_stops_when_out_of_time_and_the_next_run_goes_on(world: Wo
     budget = iter([True])
 
     first = collect(
-        ledger=world.ledger, store=world.store, grace=GRACE, has_time=lambda: next(budget, False)
+        ledger=world.ledger,
+        store=world.store,
+        grace=GRACE,
+        deadline=world.now + COLLECTOR_TIMEOUT,
+        has_time=lambda: next(budget, False),
     )
     second = world.collect()
 
