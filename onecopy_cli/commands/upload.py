@@ -130,12 +130,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     resume_command = _resume_command(args)
     results: list[FileResult] = []
     with ThreadPoolExecutor(max_workers=min(args.parallel, len(files))) as pool:
-        if resume_id is not None:
-            futures = [pool.submit(uploader.resume, files[0], resume_id)]
-        else:
-            futures = [pool.submit(uploader.upload, path) for path in files]
+        futures: list[Future[FileResult]] = []
         reported: set[Future[FileResult]] = set()
+        # Submitting is inside the try: a Ctrl-C that lands while later files are submitted
+        # (the first may be sending parts already) must stop and report them too.
         try:
+            if resume_id is not None:
+                futures.append(pool.submit(uploader.resume, files[0], resume_id))
+            else:
+                futures.extend(pool.submit(uploader.upload, path) for path in files)
             for future in as_completed(futures):
                 result = future.result()
                 reported.add(future)
