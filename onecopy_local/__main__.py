@@ -17,7 +17,7 @@ from pathlib import Path
 
 from onecopy_local._http import LOGGER
 from onecopy_local.lambda_runtime import FunctionError
-from onecopy_local.resources import parameter_default
+from onecopy_local.resources import parameter_default, template
 from onecopy_local.stack import (
     DEFAULT_API_CONCURRENCY,
     DEFAULT_API_PORT,
@@ -41,6 +41,19 @@ NO_IAM_WARNING = (
     "WARNING: IAM enforcement is OFF (--no-iam): every function may make any AWS call, so a "
     "grant missing from template.yaml will not show here and will fail once deployed."
 )
+
+
+def short_grace_warning(seconds: int) -> str | None:
+    """What to say when the grace is shorter than `sam deploy` accepts (tests shorten it)."""
+    minimum = int(template()["Parameters"]["CollectionGracePeriodSeconds"]["MinValue"])
+    if seconds >= minimum:
+        return None
+    return (
+        f"WARNING: --collection-grace {seconds} is below the {minimum} s that sam deploy accepts "
+        "(CollectionGracePeriodSeconds' MinValue): fine for tests, but a worker that stalls "
+        "longer than the grace may land a copy after its content was collected (README, "
+        "Correctness)."
+    )
 
 
 def _port(value: str) -> int:
@@ -360,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.no_iam:
         print(NO_IAM_WARNING, file=sys.stderr, flush=True)
+    if (warning := short_grace_warning(args.collection_grace)) is not None:
+        print(warning, file=sys.stderr, flush=True)
     try:
         stack.start()
     except (OSError, FunctionError, ValueError) as exc:

@@ -155,6 +155,15 @@ def _same_404(mine: requests.Response, my_id: str, unknown: requests.Response, o
 # --- deleting ----------------------------------------------------------------------------------
 
 
+def test_a_grace_shorter_than_sam_deploy_accepts_is_warned_about(stack: RunningStack) -> None:
+    # The template refuses a grace under 900 s (a stalled worker must be dead before its content
+    # can be collected); the local stack allows it for tests like these, and says so.
+    assert (
+        "WARNING: --collection-grace 0 is below the 900 s that sam deploy accepts"
+        in (stack.log().split("Ready.")[0])
+    )
+
+
 def test_a_deleted_upload_answers_404_everywhere(stack: RunningStack) -> None:
     # Given an upload of alice's, the only reference to its content
     data = os.urandom(4000)

@@ -135,14 +135,15 @@ RETRYABLE = (ObjectChanged, ContentBeingCollected)
 WORKER_TIMEOUT = timedelta(seconds=300)
 API_TIMEOUT = timedelta(seconds=15)  # DELETE /uploads/{id}, and each erasure call
 COLLECTOR_TIMEOUT = timedelta(seconds=900)
-# A known bug, off by default: with a grace period shorter than a worker may run, a worker that
-# claimed a content and stalled before its copy can land the copy after the upload was completed
-# by another worker, deleted, and its content collected: an object under cas/ with a GONE
+# Why no deployable grace is shorter than a worker may run (off by default): with one, a worker
+# that claimed a content and stalled before its copy can land the copy after the upload was
+# completed by another worker, deleted, and its content collected: an object under cas/ with a GONE
 # tombstone, which nothing ever removes (the collector only looks at its index). It takes a
 # second PUT of the same bytes to the upload's URL (same ETag, so the stale copy's
-# CopySourceIfMatch passes). template.yaml allows CollectionGracePeriodSeconds down to 0 but
-# says to keep it above 900; by default the schedules do, and the worker's timeout (300 s) makes
-# the stall impossible. ONECOPY_SHORT_GRACE=1 runs them with 60 s, where it happens.
+# CopySourceIfMatch passes). template.yaml refuses a CollectionGracePeriodSeconds under 900
+# (tests/unit/test_template.py ties that to the worker's timeout); by default the schedules use
+# 900, and the worker's timeout (300 s) makes the stall impossible. ONECOPY_SHORT_GRACE=1 runs
+# them with 60 s, where it happens.
 SHORT_GRACE = os.environ.get("ONECOPY_SHORT_GRACE") == "1"
 # The collector's grace period, on the fake clock. The clock moves by these steps (Hypothesis
 # shrinks towards the first): within and past the API's, the worker's and the grace's limits.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ import boto3
 import pytest
 
 from adapters.s3 import ObjectStore
+from domain.lifecycle import COLLECTION_LEASE_MARGIN
 from domain.model import PENDING_RETENTION
+from handlers.settings import ApiSettings
 from onecopy_local.resources import TEMPLATE, resource, template
 
 pytestmark = pytest.mark.unit
@@ -262,10 +265,26 @@ def test_unreferenced_contents_are_found_by_a_sharded_index_and_tombstones_expir
     assert contents["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
+def _longest_download_url() -> int:
+    """The most DOWNLOAD_URL_TTL_SECONDS may be, in seconds (the API's settings)."""
+    schema = ApiSettings.model_json_schema(by_alias=True)
+    return int(schema["properties"]["DOWNLOAD_URL_TTL_SECONDS"]["maximum"])
+
+
+def test_no_deployable_grace_period_lets_a_stalled_worker_outlive_the_collection() -> None:
+    # A worker stalled between its claim and its copy must be dead before the content it claimed
+    # can be collected (README, Correctness): the grace outlasts its timeout and the margin the
+    # collector's lease allows for a request sent just before the kill. And a download URL handed
+    # out before a deletion keeps working for its whole life.
+    minimum = int(template()["Parameters"]["CollectionGracePeriodSeconds"]["MinValue"])
+    worker_timeout = timedelta(seconds=int(resource("WorkerFunction")["Timeout"]))
+    assert timedelta(seconds=minimum) >= worker_timeout + COLLECTION_LEASE_MARGIN
+    assert minimum >= _longest_download_url()
+
+
 def test_the_collector_runs_on_a_schedule_with_the_grace_period_as_a_parameter() -> None:
     params = template()["Parameters"]
     assert int(params["CollectionGracePeriodSeconds"]["Default"]) >= 900  # > download URL TTL
-    assert params["CollectionGracePeriodSeconds"]["MinValue"] == 0
     schedule = resource("CollectorFunction")["Events"]["Schedule"]
     assert schedule["Type"] == "ScheduleV2"
     assert schedule["Properties"]["OmitName"] is True
