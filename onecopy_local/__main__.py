@@ -43,9 +43,14 @@ NO_IAM_WARNING = (
 )
 
 
+def _deployable_grace() -> int:
+    """The shortest CollectionGracePeriodSeconds `sam deploy` accepts (the template's MinValue)."""
+    return int(template()["Parameters"]["CollectionGracePeriodSeconds"]["MinValue"])
+
+
 def short_grace_warning(seconds: int) -> str | None:
     """What to say when the grace is shorter than `sam deploy` accepts (tests shorten it)."""
-    minimum = int(template()["Parameters"]["CollectionGracePeriodSeconds"]["MinValue"])
+    minimum = _deployable_grace()
     if seconds >= minimum:
         return None
     return (
@@ -188,7 +193,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=int(parameter_default("CollectionGracePeriodSeconds")),
         metavar="SECONDS",
         help="how long an unreferenced content is kept before the collector removes it "
-        "(template parameter CollectionGracePeriodSeconds; default %(default)s)",
+        "(template parameter CollectionGracePeriodSeconds; default %(default)s). Less than the "
+        f"template's minimum ({_deployable_grace()}) is for tests: sam deploy refuses it, and "
+        "the stack warns",
     )
     parser.add_argument(
         "--collector-schedule",
