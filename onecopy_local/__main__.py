@@ -17,7 +17,7 @@ from pathlib import Path
 
 from onecopy_local._http import LOGGER
 from onecopy_local.lambda_runtime import FunctionError
-from onecopy_local.resources import parameter_default, template
+from onecopy_local.resources import parameter_default, parameter_minimum
 from onecopy_local.stack import (
     DEFAULT_API_CONCURRENCY,
     DEFAULT_API_PORT,
@@ -43,14 +43,9 @@ NO_IAM_WARNING = (
 )
 
 
-def _deployable_grace() -> int:
-    """The shortest CollectionGracePeriodSeconds `sam deploy` accepts (the template's MinValue)."""
-    return int(template()["Parameters"]["CollectionGracePeriodSeconds"]["MinValue"])
-
-
 def short_grace_warning(seconds: int) -> str | None:
     """What to say when the grace is shorter than `sam deploy` accepts (tests shorten it)."""
-    minimum = _deployable_grace()
+    minimum = parameter_minimum("CollectionGracePeriodSeconds")
     if seconds >= minimum:
         return None
     return (
@@ -194,8 +189,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="how long an unreferenced content is kept before the collector removes it "
         "(template parameter CollectionGracePeriodSeconds; default %(default)s). Less than the "
-        f"template's minimum ({_deployable_grace()}) is for tests: sam deploy refuses it, and "
-        "the stack warns",
+        "template's minimum "
+        f"({parameter_minimum('CollectionGracePeriodSeconds')}) is for tests: sam deploy "
+        "refuses it, and the stack warns",
     )
     parser.add_argument(
         "--collector-schedule",

@@ -56,6 +56,11 @@ def parameter_default(name: str) -> str:
     return str(template()["Parameters"][name]["Default"])
 
 
+def parameter_minimum(name: str) -> int:
+    """A Number parameter's MinValue: the least `sam deploy` (CloudFormation) accepts."""
+    return int(template()["Parameters"][name]["MinValue"])
+
+
 ACCOUNT_ID = "123456789012"  # moto's default account
 
 

@@ -19,7 +19,7 @@ from adapters.s3 import ObjectStore
 from domain.lifecycle import COLLECTION_LEASE_MARGIN
 from domain.model import PENDING_RETENTION
 from handlers.settings import ApiSettings
-from onecopy_local.resources import TEMPLATE, resource, template
+from onecopy_local.resources import TEMPLATE, parameter_minimum, resource, template
 
 pytestmark = pytest.mark.unit
 
@@ -276,7 +276,7 @@ def test_no_deployable_grace_period_lets_a_stalled_worker_outlive_the_collection
     # can be collected (README, Correctness): the grace outlasts its timeout and the margin the
     # collector's lease allows for a request sent just before the kill. And a download URL handed
     # out before a deletion keeps working for its whole life.
-    minimum = int(template()["Parameters"]["CollectionGracePeriodSeconds"]["MinValue"])
+    minimum = parameter_minimum("CollectionGracePeriodSeconds")
     worker_timeout = timedelta(seconds=int(resource("WorkerFunction")["Timeout"]))
     assert timedelta(seconds=minimum) >= worker_timeout + COLLECTION_LEASE_MARGIN
     assert minimum >= _longest_download_url()
