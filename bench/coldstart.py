@@ -38,6 +38,10 @@ from scripts.precompile import precompile
 NAME = "coldstart"
 BASELINE = "boto3"
 HANDLERS = ("handlers.api", "handlers.worker", "handlers.reconcile", "handlers.collector")
+# The least a handler on the same libraries imports (bench/floor/README.md): a floor over the
+# target means no handler built on those libraries can meet it, whatever its own code does.
+FLOORS = ("floor_api", "floor_worker", "floor_api_core", "floor_worker_core")
+FLOOR_DIR = Path(__file__).parent / "floor"
 TARGET_RATIO = 1.5
 # Lambda's Python runtime ships boto3 without awscrt; this venv has it (aws-sam-cli pulls it in)
 # and boto3.s3.transfer imports it when present, so it is hidden to import what Lambda imports.
@@ -158,7 +162,7 @@ def _self_times(module: str, env: dict[str, str]) -> dict[str, float]:
 
 
 def run(
-    runs: int = 10, modules: Sequence[str] = HANDLERS, importtime_runs: int = 3
+    runs: int = 10, modules: Sequence[str] = (*HANDLERS, *FLOORS), importtime_runs: int = 3
 ) -> list[ImportFigures]:
     with tempfile.TemporaryDirectory(prefix="onecopy-coldstart-") as tmp:
         return _run(Path(tmp), runs, modules, importtime_runs)
@@ -169,10 +173,12 @@ def _run(tmp: Path, runs: int, modules: Sequence[str], importtime_runs: int) -> 
     # Our code as `make build` ships it, .pyc files included (the libraries' come from the
     # venv's own install); importing src/ itself would compile it at every run, as the
     # environment may forbid writing .pyc files (PYTHONDONTWRITEBYTECODE).
-    code = tmp / "src"
+    code, floors = tmp / "src", tmp / "floor"
     shutil.copytree(SRC, code, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(FLOOR_DIR, floors, ignore=shutil.ignore_patterns("__pycache__"))
     precompile(code)
-    env["PYTHONPATH"] = os.pathsep.join([str(code), str(ROOT)])
+    precompile(floors)
+    env["PYTHONPATH"] = os.pathsep.join([str(code), str(floors), str(ROOT)])
     every = [BASELINE, *modules]
     for module in every:  # warm the file cache outside the measured runs
         time_import(module, env)
@@ -213,6 +219,12 @@ def report(figures: Sequence[ImportFigures]) -> str:
             rows,
         )
     ]
+    if any(f.module in FLOORS for f in figures):
+        out.append(
+            "floor_*: the least a handler built on the same libraries imports, no onecopy code "
+            "(bench/floor/README.md); a floor that misses the target cannot be met by any "
+            "handler built that way."
+        )
     for f in figures:
         if f.offenders is None:
             continue
