@@ -87,6 +87,49 @@ def run_child(module: str, *args: str, env: dict[str, str] | None = None) -> Any
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _proc_cpu() -> dict[int, tuple[int, float, float]]:
+    """pid -> (ppid, its own CPU seconds, its reaped children's), for every process in /proc."""
+    stats: dict[int, tuple[int, float, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:  # gone since the listing
+            continue
+        # Fields after the parenthesised command (which may itself hold spaces or parentheses).
+        fields = raw[raw.rindex(")") + 2 :].split()
+        utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+        stats[int(entry.name)] = (int(fields[1]), (utime + stime) / tick, (cutime + cstime) / tick)
+    return stats
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process used itself, its children not included."""
+    own = _proc_cpu().get(pid)
+    return own[1] if own else 0.0
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used by a process and all its descendants, from /proc.
+
+    Reaped children are counted in their parent's cutime/cstime, so CPU does not vanish when an
+    execution environment or poller exits between two readings.
+    """
+    stats = _proc_cpu()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1] + stats[pid][2]
+        todo += children.get(pid, [])
+    return total
+
+
 @contextmanager
 def serve(kind: str, *args: str, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
     """Run ``bench._serve KIND`` in its own process; yield what it reports once it is ready.

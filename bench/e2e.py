@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench._common import human_size, percentile, serve, table
+from bench._common import human_size, percentile, process_cpu_s, serve, table, tree_cpu_s
 
 NAME = "e2e"
 LEVELS = ((1, 100), (8, 200), (32, 200))  # (concurrent clients, uploads)
@@ -63,10 +63,23 @@ class Level:
     uploads: list[Upload]
     mode: str = "wait"
     api_concurrency: int = 1
+    # CPU seconds spent during the level by the stack's process tree (emulator, gateway, API
+    # environments, pollers, worker) and by this process (the client threads); None if unknown.
+    stack_cpu_s: float | None = None
+    client_cpu_s: float | None = None
+    # Of stack_cpu_s, what the stack's main process used: the emulator (moto in-process behind
+    # the strict proxy), the API gateway and the pollers, all under one GIL.
+    main_cpu_s: float | None = None
 
     @property
     def ok(self) -> list[Upload]:
         return [u for u in self.uploads if u.status in _TERMINAL]
+
+    @property
+    def cpu_per_upload_s(self) -> float | None:
+        if self.stack_cpu_s is None or self.client_cpu_s is None or not self.ok:
+            return None
+        return (self.stack_cpu_s + self.client_cpu_s) / len(self.ok)
 
 
 def upload_once(session: Any, api_url: str, data: bytes, mode: str = "wait") -> Upload:
@@ -153,6 +166,7 @@ def run_level(
     size: int = FILE_SIZE,
     mode: str = "wait",
     api_concurrency: int = 1,
+    stack_pid: int | None = None,
 ) -> Level:
     import requests
 
@@ -164,11 +178,19 @@ def run_level(
             local.session.headers["Authorization"] = f"Bearer {token}"
         return upload_once(local.session, api_url, os.urandom(size), mode)
 
+    stack_before = tree_cpu_s(stack_pid) if stack_pid else None
+    main_before = process_cpu_s(stack_pid) if stack_pid else None
+    client_before = time.process_time()
     with ThreadPoolExecutor(max_workers=clients, thread_name_prefix="client") as pool:
         started = time.perf_counter()
         results = list(pool.map(one, range(uploads)))
         wall = time.perf_counter() - started
-    return Level(clients, wall, results, mode, api_concurrency)
+    client_cpu = time.process_time() - client_before
+    stack_cpu = main_cpu = None
+    if stack_pid and stack_before is not None and main_before is not None:
+        stack_cpu = tree_cpu_s(stack_pid) - stack_before
+        main_cpu = process_cpu_s(stack_pid) - main_before
+    return Level(clients, wall, results, mode, api_concurrency, stack_cpu, client_cpu, main_cpu)
 
 
 def run(
@@ -192,7 +214,7 @@ def run(
                 busiest = max(clients for clients, _ in levels)
                 run_level(api_url, token, busiest, max(warmup, 3 * busiest), size, mode)
             results += [
-                run_level(api_url, token, clients, uploads, size, mode, concurrency)
+                run_level(api_url, token, clients, uploads, size, mode, concurrency, stack["pid"])
                 for clients, uploads in levels
             ]
     return results
@@ -256,7 +278,55 @@ def compare(levels: Sequence[Level]) -> str:
     return "\n".join(lines)
 
 
+def report_cpu(levels: Sequence[Level], cores: int | None = None) -> str:
+    """Where the machine's CPU went per upload, and the rate that CPU allows at best.
+
+    The ceiling is cores / CPU seconds per upload: no scheduling of the same work can go faster
+    on this machine, so a throughput target above it needs less work per upload, not more
+    parallelism.
+    """
+    cores = cores or os.cpu_count() or 1
+    rows = []
+    for level in levels:
+        per_upload = level.cpu_per_upload_s
+        stack, clients, main = level.stack_cpu_s, level.client_cpu_s, level.main_cpu_s
+        if per_upload is None or stack is None or clients is None or main is None:
+            continue
+        ok = len(level.ok)
+        busy = (stack + clients) / (level.wall_s * cores)
+        rows.append(
+            (
+                level.mode,
+                level.clients,
+                ok / level.wall_s,
+                stack / ok * 1000,
+                main / ok * 1000,
+                f"{main / level.wall_s:.0%}",
+                clients / ok * 1000,
+                f"{busy:.0%}",
+                cores / per_upload,
+            )
+        )
+    return table(
+        f"CPU per upload on the local stack ({cores} cores): stack = all its processes; main "
+        "process = the emulator, gateway and pollers (one GIL); clients = the client threads",
+        [
+            "status by",
+            "clients",
+            "uploads/s",
+            "stack CPU ms/upload",
+            "main process ms",
+            "main of 1 core",
+            "clients CPU ms/upload",
+            "machine busy",
+            "CPU ceiling uploads/s",
+        ],
+        rows,
+    )
+
+
 def main() -> None:
     levels = run()
     print(report(levels))
     print(compare(levels))
+    print(report_cpu(levels))

@@ -69,14 +69,17 @@ def test_calls_bench_counts_requests_and_prices_them() -> None:
 def test_coldstart_bench_times_each_handler_import() -> None:
     # Given fresh interpreters with the functions' settings
     # When boto3 and every handler are imported once each
-    figures = coldstart.run(runs=1, modules=coldstart.HANDLERS, importtime_runs=1)
+    figures = coldstart.run(runs=1, importtime_runs=1)
 
     # Then each has an import time, and each handler an importtime breakdown
-    assert [f.module for f in figures] == [coldstart.BASELINE, *coldstart.HANDLERS]
+    expected = [coldstart.BASELINE, *coldstart.HANDLERS, *coldstart.FLOORS]
+    assert [f.module for f in figures] == expected
     for f in figures:
         assert _finite_positive(f.median_s)
     assert all(f.offenders and f.offenders.by_module for f in figures[1:])
-    assert "vs boto3" in coldstart.report(figures)
+    text = coldstart.report(figures)
+    assert "vs boto3" in text
+    assert "floor_*" in text
 
 
 def test_coldstart_bench_imports_each_handler_traced_and_not_without_a_tracing_sdk() -> None:
@@ -105,6 +108,12 @@ def test_e2e_bench_completes_uploads_on_the_local_stack() -> None:
     assert [u.polls for u in levels[1].uploads] == [1, 1]
     assert "uploads/s" in e2e.report(levels, KIB)
     assert e2e.compare(levels).startswith("wait vs poll at 2 clients: ")
+    # And the CPU the stack's process tree and the clients spent was measured
+    for lv in levels:
+        assert lv.stack_cpu_s is not None and lv.client_cpu_s is not None
+        assert lv.main_cpu_s is not None and lv.main_cpu_s <= lv.stack_cpu_s
+        assert _finite_positive(lv.stack_cpu_s, lv.client_cpu_s, lv.main_cpu_s)
+    assert "CPU ceiling uploads/s" in e2e.report_cpu(levels)
 
 
 def test_bench_lists_its_benchmarks(capsys: pytest.CaptureFixture[str]) -> None:
