@@ -33,7 +33,7 @@ from domain.model import (
     UploadStatus,
 )
 from handlers import wiring
-from handlers.events import HttpApiEvent, JwtClaims
+from handlers.api_events import HttpApiEvent, JwtClaims
 from handlers.schemas import (
     AlreadyHeldResponse,
     AuthConfigResponse,
@@ -65,10 +65,11 @@ from handlers.schemas import (
     UploadView,
     ValidationErrorResponse,
 )
-from handlers.settings import api_settings
+from handlers.settings import api_settings, table_settings
 from service import catalog, deletion, health, multipart, uploads
 
 settings = api_settings()
+table_settings()  # the tables' settings every function shares: validated at start too
 logger = Logger()
 metrics = Metrics()
 

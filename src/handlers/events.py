@@ -1,36 +1,49 @@
-"""The shapes of the events the handlers accept, parsed for what they use and nothing more.
+"""The shapes of the events the worker and reconciliation accept, parsed for what they use.
 
 Powertools' S3SqsEventNotificationModel demands fields some emulators omit (sequencer,
-userIdentity, ...); the worker only needs the event name, bucket, key and time.
+userIdentity, ...); the worker only needs the event name, bucket, key and time. Core models
+(handlers.core_models), so neither function imports `pydantic`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 from urllib.parse import unquote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from handlers.core_models import CoreModel, core_model, core_schema, field
 
 
-class _Bucket(BaseModel):
+@core_model({"name": field(core_schema.str_schema())})
+class _Bucket(CoreModel):
     name: str
 
 
-class _Object(BaseModel):
+@core_model({"key": field(core_schema.str_schema())})
+class _Object(CoreModel):
     key: str
 
 
-class _S3(BaseModel):
+@core_model(
+    {
+        "bucket": field(_Bucket.__core_schema__),
+        "object": field(_Object.__core_schema__),
+    }
+)
+class _S3(CoreModel):
     bucket: _Bucket
     object: _Object
 
 
-class S3Record(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    event_name: str = Field(alias="eventName")
-    event_time: datetime = Field(alias="eventTime")
+@core_model(
+    {
+        "event_name": field(core_schema.str_schema(), "eventName"),
+        "event_time": field(core_schema.datetime_schema(), "eventTime"),
+        "s3": field(_S3.__core_schema__),
+    }
+)
+class S3Record(CoreModel):
+    event_name: str
+    event_time: datetime
     s3: _S3
 
     @property
@@ -43,62 +56,50 @@ class S3Record(BaseModel):
         return unquote_plus(self.s3.object.key)
 
 
-class S3Notification(BaseModel):
+def _records_or_test_event(notification: S3Notification) -> S3Notification:
+    # Any JSON object would otherwise parse as "no records" and be acknowledged unseen.
+    if not notification.records and notification.event is None:
+        raise ValueError("neither S3 event records nor an s3:TestEvent")
+    return notification
+
+
+@core_model(
+    {
+        "records": field(
+            core_schema.list_schema(S3Record.__core_schema__), "Records", default_factory=list
+        ),
+        "event": field(
+            core_schema.nullable_schema(core_schema.str_schema()), "Event", default=None
+        ),
+    },
+    after=_records_or_test_event,
+)
+class S3Notification(CoreModel):
     """Either real records, or S3's s3:TestEvent (sent once when a notification is configured)."""
 
-    records: list[S3Record] = Field(default_factory=list, alias="Records")
-    event: str | None = Field(default=None, alias="Event")
-
-    @model_validator(mode="after")
-    def _records_or_test_event(self) -> S3Notification:
-        # Any JSON object would otherwise parse as "no records" and be acknowledged unseen.
-        if not self.records and self.event is None:
-            raise ValueError("neither S3 event records nor an s3:TestEvent")
-        return self
+    records: list[S3Record]
+    event: str | None
 
     @property
     def is_test_event(self) -> bool:
         return self.event == "s3:TestEvent" and not self.records
 
 
-class _SqsMessage(BaseModel):
-    message_id: str = Field(alias="messageId", min_length=1)
+@core_model({"message_id": field(core_schema.str_schema(min_length=1), "messageId")})
+class _SqsMessage(CoreModel):
+    message_id: str
 
 
-class SqsBatch(BaseModel):
+@core_model({"records": field(core_schema.list_schema(_SqsMessage.__core_schema__), "Records")})
+class SqsBatch(CoreModel):
     """An SQS event source batch, checked only for what failure reporting needs: message ids."""
 
-    records: list[_SqsMessage] = Field(alias="Records")
+    records: list[_SqsMessage]
 
 
-class _Http(BaseModel):
-    method: str
-    path: str
+# A scheduled invocation delivers an EventBridge event: extra fields are ignored, repair off.
+@core_model({"repair": field(core_schema.bool_schema(), default=False)})
+class ReconcileRequest(CoreModel):
+    """What an invocation of reconciliation may ask: {"repair": true} corrects drift."""
 
-
-class _HttpContext(BaseModel):
-    http: _Http
-
-
-class HttpApiEvent(BaseModel):
-    """What the API's resolver relies on: an API Gateway HTTP API request, payload format 2.0.
-
-    A REST API (v1) payload, or any other event sent to the function, lacks these and would
-    otherwise crash the resolver with a KeyError.
-    """
-
-    version: Literal["2.0"]
-    raw_path: str = Field(alias="rawPath")
-    request_context: _HttpContext = Field(alias="requestContext")
-
-
-class JwtClaims(BaseModel):
-    """The verified claims API Gateway's JWT authorizer passes on: what authorization uses.
-
-    `cognito:groups` arrives flattened to one string ("[admins other]") on AWS, or as a list.
-    """
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    sub: str = Field(min_length=1)
-    groups: str | list[str] | None = Field(default=None, alias="cognito:groups")
+    repair: bool

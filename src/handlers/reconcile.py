@@ -11,9 +11,10 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ValidationError
 
 from handlers import wiring
+from handlers.events import ReconcileRequest
 from handlers.settings import worker_settings
 from service.clock import utcnow
 from service.reconcile import reconcile
@@ -21,12 +22,6 @@ from service.reconcile import reconcile
 settings = worker_settings()
 logger = Logger()
 metrics = Metrics()
-
-
-class ReconcileRequest(BaseModel):
-    # A scheduled invocation delivers an EventBridge event: extra fields are ignored, repair off.
-    model_config = ConfigDict(extra="ignore")
-    repair: bool = False
 
 
 @logger.inject_lambda_context

@@ -1,92 +1,75 @@
-"""Configuration, validated once when a function starts. A missing setting fails the cold start."""
+"""Configuration, validated once when a function starts. A missing setting fails the cold start.
+
+Every function validates the table settings; the API and the collector validate theirs as well.
+The table and collector settings are core models (handlers.core_models): the worker,
+reconciliation and the collector import no `pydantic`. The API's are a pydantic model, imported
+only by the API (it needs pydantic for its requests anyway).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import cache
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from handlers.core_models import CoreModel, core_model, core_schema, field
+
+if TYPE_CHECKING:
+    from handlers.api_settings import ApiSettings
+
+_TABLE_FIELDS = {
+    "bucket_name": field(core_schema.str_schema(min_length=3, max_length=63), "BUCKET_NAME"),
+    "uploads_table": field(core_schema.str_schema(min_length=3), "UPLOADS_TABLE"),
+    "contents_table": field(core_schema.str_schema(min_length=3), "CONTENTS_TABLE"),
+    "stats_table": field(core_schema.str_schema(min_length=3), "STATS_TABLE"),
+    "holdings_table": field(core_schema.str_schema(min_length=3), "HOLDINGS_TABLE"),
+    # Each shard takes up to ~1,000 writes/s; reads sum them in one BatchGetItem (max 100 keys).
+    "stats_shards": field(core_schema.int_schema(ge=1, le=100), "STATS_SHARDS"),
+}
 
 
-class TableSettings(BaseModel):
+@core_model(_TABLE_FIELDS)
+class TableSettings(CoreModel):
     """What every function uses (handlers.wiring), and all the worker and reconciliation use."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-    bucket_name: str = Field(alias="BUCKET_NAME", min_length=3, max_length=63)
-    uploads_table: str = Field(alias="UPLOADS_TABLE", min_length=3)
-    contents_table: str = Field(alias="CONTENTS_TABLE", min_length=3)
-    stats_table: str = Field(alias="STATS_TABLE", min_length=3)
-    holdings_table: str = Field(alias="HOLDINGS_TABLE", min_length=3)
-    # Each shard takes up to ~1,000 writes/s; reads sum them in one BatchGetItem (max 100 keys).
-    stats_shards: int = Field(alias="STATS_SHARDS", ge=1, le=100)
-
-
-class ApiSettings(TableSettings):
-    # Built when validated: only the function that reads these settings pays for building them.
-    model_config = ConfigDict(defer_build=True)
-
-    # S3 presigned URLs can live 7 days; the contract caps them at 15 minutes.
-    upload_url_ttl_seconds: int = Field(default=900, alias="UPLOAD_URL_TTL_SECONDS", ge=1, le=900)
-    download_url_ttl_seconds: int = Field(
-        default=900, alias="DOWNLOAD_URL_TTL_SECONDS", ge=1, le=900
-    )
-    allowed_origins: tuple[str, ...] = Field(alias="ALLOWED_ORIGINS", min_length=1)
-    multipart_threshold_bytes: int = Field(
-        default=100 * 1024**2, alias="MULTIPART_THRESHOLD_BYTES", ge=5 * 1024**2
-    )
-    multipart_part_size_bytes: int = Field(
-        default=16 * 1024**2, alias="MULTIPART_PART_SIZE_BYTES", ge=5 * 1024**2, le=5 * 1024**3
-    )
-    # The Secrets Manager secret that signs the hash list's page tokens (generated per stack in
-    # template.yaml). Only its ARN is configured; the value is read when first needed.
-    page_token_secret_arn: str = Field(
-        alias="PAGE_TOKEN_SECRET_ARN", pattern=r"^arn:[\w-]+:secretsmanager:"
-    )
-
-    # Per owner: uploads still waiting for their bytes (their URL not yet expired).
-    max_pending_uploads: int = Field(alias="MAX_PENDING_UPLOADS", ge=1)
-    # What GET /auth/config tells clients so they can sign in. With an outside OIDC issuer
-    # (template parameter AuthIssuer) there is no user pool and no Cognito endpoint: both empty.
-    auth_issuer: str = Field(alias="AUTH_ISSUER", pattern=r"^https://\S+$")
-    auth_client_id: str = Field(alias="AUTH_CLIENT_ID", min_length=1)
-    auth_user_pool_id: str = Field(alias="AUTH_USER_POOL_ID")
-    auth_cognito_endpoint: str = Field(alias="AUTH_COGNITO_ENDPOINT", pattern=r"^(https?://\S+)?$")
-    region: str = Field(alias="AWS_REGION", min_length=1)
-    # The health view (GET /admin/health): the queues it reports, the grace that makes an
-    # unreferenced content due for collection, and the backlog age the alarm fires at.
-    ingest_queue_url: str = Field(alias="INGEST_QUEUE_URL", pattern=r"^https?://\S+$")
-    dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL", pattern=r"^https?://\S+$")
-    collection_grace_seconds: int = Field(alias="COLLECTION_GRACE_SECONDS", ge=0)
-    oldest_message_alarm_seconds: int = Field(alias="OLDEST_MESSAGE_ALARM_SECONDS", ge=1)
-
-    @field_validator("allowed_origins", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(o.strip() for o in value.split(",") if o.strip())
-        return value
+    bucket_name: str
+    uploads_table: str
+    contents_table: str
+    stats_table: str
+    holdings_table: str
+    stats_shards: int
 
 
 WorkerSettings = TableSettings
 
 
+@core_model(
+    {
+        **_TABLE_FIELDS,
+        # How long an unreferenced content is kept before the collector removes it: a new
+        # upload of it meanwhile costs no copy, and download URLs handed out before the deletion
+        # keep working (the template keeps it above DOWNLOAD_URL_TTL_SECONDS's maximum).
+        "grace_period_seconds": field(core_schema.int_schema(ge=0), "COLLECTION_GRACE_SECONDS"),
+    }
+)
 class CollectorSettings(TableSettings):
-    model_config = ConfigDict(defer_build=True)
+    grace_period_seconds: int
 
-    # How long an unreferenced content is kept before the collector removes it: a new upload of
-    # it meanwhile costs no copy, and download URLs handed out before the deletion keep working
-    # (keep it above DOWNLOAD_URL_TTL_SECONDS in production).
-    grace_period_seconds: int = Field(alias="COLLECTION_GRACE_SECONDS", ge=0)
+
+def parse_table_settings(env: Mapping[str, str]) -> TableSettings:
+    return TableSettings.model_validate(dict(env))
 
 
 @cache
 def table_settings() -> TableSettings:
-    return TableSettings.model_validate(dict(os.environ))
+    return parse_table_settings(os.environ)
 
 
 @cache
 def api_settings() -> ApiSettings:
+    from handlers.api_settings import ApiSettings
+
     return ApiSettings.model_validate(dict(os.environ))
 
 

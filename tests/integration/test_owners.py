@@ -42,7 +42,7 @@ from adapters import clients
 from adapters.dynamodb import Ledger
 from adapters.s3 import ObjectStore
 from handlers import wiring
-from handlers.settings import WorkerSettings
+from handlers.settings import WorkerSettings, parse_table_settings
 from onecopy_local.resources import Resources, create_resources
 from tests import faults
 from tests.invariants import check_invariants
@@ -156,7 +156,7 @@ def twins(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> Iterator[Twins]:
                     stats_shards=resources.stats_shards,
                 ),
                 store=ObjectStore(clients.s3(), clients.s3_presigner(), resources.bucket),
-                worker_settings=WorkerSettings.model_validate(env),
+                worker_settings=parse_table_settings(env),
             )
         )
     rig = Twins(api, worker, worlds)

@@ -11,7 +11,10 @@ import pytest
 
 from bench._common import tree_cpu_s
 
-pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads Linux /proc")
+pytestmark = [
+    pytest.mark.unit,
+    pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads Linux /proc"),
+]
 
 _BURN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
 

@@ -12,6 +12,8 @@ import pytest
 
 from bench.coldstart import FLOOR_DIR, FLOORS
 
+pytestmark = pytest.mark.unit
+
 API_FLOORS = [f for f in FLOORS if f.startswith("floor_api")]
 WORKER_FLOORS = [f for f in FLOORS if f.startswith("floor_worker")]
 CONTEXT = SimpleNamespace(

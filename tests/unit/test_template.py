@@ -18,7 +18,7 @@ import pytest
 from adapters.s3 import ObjectStore
 from domain.lifecycle import COLLECTION_LEASE_MARGIN
 from domain.model import PENDING_RETENTION
-from handlers.settings import ApiSettings
+from handlers.api_settings import ApiSettings
 from onecopy_local.resources import TEMPLATE, parameter_minimum, resource, template
 
 pytestmark = pytest.mark.unit
