@@ -102,8 +102,9 @@ LOCK = ROOT / "src" / "requirements.txt"
 # The packages of src/ (the Python functions' CodeUri) that ship as code; nothing else of it but
 # requirements.txt, which SAM copies along.
 CODE_PACKAGES = ("adapters", "domain", "handlers", "service")
-# Modules the Python functions must load from their artifact, not from the runtime's copy.
-PACKAGED_MODULES = ("aws_lambda_powertools", "pydantic", "boto3", "botocore")
+# Modules every Python function must load from its artifact, not from the runtime's copy
+# (pydantic itself only the API loads: the others validate with pydantic_core alone).
+PACKAGED_MODULES = ("aws_lambda_powertools", "pydantic_core", "boto3", "botocore")
 # SAM copies the whole CodeUri directory: web/ holds the page files and page.py, nothing else
 # (the page's documentation lives in docs/upload-page.md for that reason).
 PAGE_EXTRAS: tuple[str, ...] = ()
@@ -325,7 +326,7 @@ def invoke(builds: dict[str, Build], lambda_runtime: Path, stack: Stack, tmp_pat
         assert report["compiled"] == [], "the artifact's .pyc files were not used"
         loaded: dict[str, str] = report["files"]
         if _is_python_code(code_dir):
-            for module in PACKAGED_MODULES:
+            for module in (*PACKAGED_MODULES, *(["pydantic"] if "pydantic" in loaded else [])):
                 assert loaded[module].startswith(f"{code_dir}/"), f"{module} not from the artifact"
         else:  # the page function: the standard library and its own module, nothing else
             assert not [f for f in loaded.values() if f.startswith(f"{lambda_runtime}/")]
