@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
@@ -105,14 +105,15 @@ def _proc_cpu() -> dict[int, tuple[int, float, float]]:
     return stats
 
 
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process used itself, its children not included."""
-    own = _proc_cpu().get(pid)
-    return own[1] if own else 0.0
+class Cpu(NamedTuple):
+    """CPU seconds (user + system) of a process: its own, and with all its descendants'."""
+
+    own: float
+    tree: float
 
 
-def tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) used by a process and all its descendants, from /proc.
+def cpu_s(root: int) -> Cpu:
+    """One reading of /proc for a process and its descendants (zeros if it is not there).
 
     Reaped children are counted in their parent's cutime/cstime, so CPU does not vanish when an
     execution environment or poller exits between two readings.
@@ -127,7 +128,7 @@ def tree_cpu_s(root: int) -> float:
         if pid in stats:
             total += stats[pid][1] + stats[pid][2]
         todo += children.get(pid, [])
-    return total
+    return Cpu(stats[root][1] if root in stats else 0.0, total)
 
 
 @contextmanager

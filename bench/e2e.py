@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench._common import human_size, percentile, process_cpu_s, serve, table, tree_cpu_s
+from bench._common import cpu_s, human_size, percentile, serve, table
 
 NAME = "e2e"
 LEVELS = ((1, 100), (8, 200), (32, 200))  # (concurrent clients, uploads)
@@ -178,8 +178,7 @@ def run_level(
             local.session.headers["Authorization"] = f"Bearer {token}"
         return upload_once(local.session, api_url, os.urandom(size), mode)
 
-    stack_before = tree_cpu_s(stack_pid) if stack_pid else None
-    main_before = process_cpu_s(stack_pid) if stack_pid else None
+    stack_before = cpu_s(stack_pid) if stack_pid else None
     client_before = time.process_time()
     with ThreadPoolExecutor(max_workers=clients, thread_name_prefix="client") as pool:
         started = time.perf_counter()
@@ -187,9 +186,10 @@ def run_level(
         wall = time.perf_counter() - started
     client_cpu = time.process_time() - client_before
     stack_cpu = main_cpu = None
-    if stack_pid and stack_before is not None and main_before is not None:
-        stack_cpu = tree_cpu_s(stack_pid) - stack_before
-        main_cpu = process_cpu_s(stack_pid) - main_before
+    if stack_pid and stack_before is not None:
+        stack_after = cpu_s(stack_pid)
+        stack_cpu = stack_after.tree - stack_before.tree
+        main_cpu = stack_after.own - stack_before.own
     return Level(clients, wall, results, mode, api_concurrency, stack_cpu, client_cpu, main_cpu)
 
 

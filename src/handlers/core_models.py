@@ -88,13 +88,15 @@ class _Define:
         self._fields, self._after = fields, after
 
     def __call__[M: CoreModel](self, cls: type[M]) -> type[M]:
+        # The title names the model in errors, also when an after-validator wraps it.
+        config = core_schema.CoreConfig(title=cls.__name__)
         schema: core_schema.CoreSchema = core_schema.model_schema(
             cls,
             core_schema.model_fields_schema(self._fields, model_name=cls.__name__),
-            config=core_schema.CoreConfig(title=cls.__name__),
+            config=config,
         )
         if self._after is not None:
             schema = core_schema.no_info_after_validator_function(self._after, schema)
         cls.__core_schema__ = schema
-        cls.__validator__ = SchemaValidator(schema, core_schema.CoreConfig(title=cls.__name__))
+        cls.__validator__ = SchemaValidator(schema, config)
         return cls
